@@ -1,0 +1,44 @@
+"""Board facts, defined once: part, clock, resource budgets, shell.
+
+Budgets are the devices' totals (BRAM counted as BRAM36; FINN's estimator reports BRAM_18K,
+two of which make one BRAM36).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Board:
+    key: str            # CLI name
+    finn_board: str     # FINN's board name
+    fpga_part: str
+    fclk_mhz: float
+    lut: int
+    ff: int
+    bram36: int
+    dsp: int
+    axi_port_width: int  # bits, the PS-PL HP port FINN's ZYNQ shell uses
+    default_target_crops_per_s: int = 1000
+    lut_limit: float = 0.90   # fit criterion: leave room for FIFOs, DMAs and the shell
+    bram_limit: float = 1.00
+
+    @property
+    def clk_period_ns(self) -> float:
+        return 1000.0 / self.fclk_mhz
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BOARDS: dict[str, Board] = {
+    "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 100.0, 53_200, 106_400, 140, 220, 64, 1000),
+    "ultra96": Board("ultra96", "Ultra96", "xczu3eg-sbva484-1-e", 200.0, 70_560, 141_120, 216, 360, 128, 3000),
+}
+
+
+def get_board(key: str) -> Board:
+    try:
+        return BOARDS[key.lower()]
+    except KeyError:
+        raise ValueError(f"unknown board {key!r}; choose one of {', '.join(BOARDS)} or 'all'") from None

@@ -1,0 +1,121 @@
+"""``build_scripts/build_<arch>.py``: one build driver for every network and board.
+
+    python build_scripts/build_bdnn4.py [--board pynq-z2|ultra96|all] [--target-fps N]
+                                        [--model DIR] [--out DIR] [--verify-crops N] [--data PATH]
+
+Writes ``<out>/frontend/*.onnx`` (QONNX export and every FINN stage, board-independent),
+``<out>/verification.json`` and, per board, ``<out>/<board>/summary.json`` plus FINN's reports.
+Without Vivado the build stops cleanly after the estimates (exit status 0) and says what is
+missing and why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(arch: str, argv=None):
+    p = argparse.ArgumentParser(prog=f"build_{arch}.py", description=f"Compile {arch.upper()} with FINN for PYNQ-Z2/Ultra96.")
+    p.add_argument("--board", default="all", help="pynq-z2 | ultra96 | all (default: all)")
+    p.add_argument("--target-fps", type=int, default=None, help="target crops/s for FINN's folding (default: per board)")
+    p.add_argument("--model", "--checkpoint", dest="model", default=str(REPO / "models" / arch),
+                   help=f"model folder or model.npz (default: models/{arch})")
+    p.add_argument("--out", default=str(REPO / "build" / arch), help=f"output folder (default: build/{arch})")
+    p.add_argument("--verify-crops", type=int, default=5, help="PrivateTest crops to check bit-exactly (0: skip)")
+    p.add_argument("--data", default=None, help="FER2013 npz/csv/folder (default: $FER2013_PATH or ../shared)")
+    p.add_argument("--folding-config", default=None, help="FINN folding JSON (overrides --target-fps)")
+    return p.parse_args(argv)
+
+
+def verification_crops(n: int, data_path) -> tuple[np.ndarray, str]:
+    """The first PrivateTest faces' five crops when FER2013 is available, else random uint8 crops."""
+    from bdnn.data import DataError, load_fer2013
+    from bdnn.preprocess import five_crops
+    try:
+        faces, _ = load_fer2013(data_path).split("PrivateTest")
+        crops = five_crops(faces[: (n + 4) // 5]).reshape(-1, 42, 42)[:n]
+        return crops, "FER2013 PrivateTest"
+    except DataError as e:
+        print(f"note: FER2013 not available ({e}); verifying on random uint8 crops instead")
+        return np.random.default_rng(0).integers(0, 256, (n, 42, 42), dtype=np.uint8), "random uint8"
+
+
+def main(arch: str, argv=None) -> int:
+    a = parse_args(arch, argv)
+    from bdnn.artifact import ArtifactError, load
+
+    from .boards import BOARDS, get_board
+    boards = list(BOARDS.values()) if a.board == "all" else [get_board(a.board)]
+    out = Path(a.out)
+    try:
+        art = load(a.model)
+    except ArtifactError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if art.spec.name != arch:
+        print(f"note: {a.model} holds a {art.spec.name} model (building it as asked)")
+
+    from . import finn_env
+    finn_env.ensure_finn(out / "finn_tmp")
+    from .flow import run_estimates, run_frontend, verify_stages, write_json_atomic
+
+    t0 = time.time()
+    print(f"[1/3] {art.spec.name}: QONNX export and FINN front end -> {out / 'frontend'}")
+    fe = run_frontend(Path(a.model), out / "frontend")
+    print(f"      front end done in {fe.seconds:.0f} s")
+
+    verification = {"crops": 0, "mismatches": 0, "source": None}
+    if a.verify_crops > 0:
+        crops, source = verification_crops(a.verify_crops, a.data)
+        print(f"[2/3] bit-exact check on {len(crops)} {source} crops: Brevitas vs QONNX vs FINN streamlined vs FINN HW layers")
+        verification = {**verify_stages(fe, crops), "source": source}
+        write_json_atomic(out / "verification.json", verification)
+        print(f"      compared {verification['crops']} crops, {verification['mismatches']} mismatches")
+    else:
+        print("[2/3] bit-exact check skipped (--verify-crops 0)")
+
+    rows = []
+    for board in boards:
+        bdir = out / board.key
+        (bdir / "summary.json").unlink(missing_ok=True)  # never leave a stale summary behind
+        shutil.rmtree(bdir / "report", ignore_errors=True)
+        target = a.target_fps or board.default_target_crops_per_s
+        print(f"[3/3] {board.key}: folding for {target} crops/s and FINN estimates")
+        est = run_estimates(fe.hw_graph, board, bdir, target, Path(a.folding_config) if a.folding_config else None)
+        if finn_env.vivado_available():
+            missing = "none (Vivado present: run the Vivado stages with the Docker build environment)"
+        else:
+            missing = ("IP/stitched IP, rtlsim, bitfile, PYNQ driver and deployment package: "
+                       + finn_env.vivado_missing_reason())
+        summary = {
+            "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
+            "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target,
+            "lut": est["lut"], "bram36": est["bram36"], "dsp": est["dsp"],
+            "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
+            "lut_util": est["lut_util"], "bram36_util": est["bram36_util"], "fits": est["fits"],
+            "est_crops_per_s": est["est_crops_per_s"], "est_faces_per_s": est["est_faces_per_s"],
+            "bottleneck_layer": est["bottleneck_layer"], "est_latency_us": est["est_latency_us"],
+            "bit_exact_crops": verification["crops"], "bit_exact_mismatches": verification["mismatches"],
+            "bit_exact_source": verification["source"],
+            "missing_outputs": missing, "layers": est["layers"],
+        }
+        write_json_atomic(bdir / "summary.json", summary)
+        rows.append(summary)
+
+    print(f"\n{'board':<9} {'LUT':>14} {'BRAM36':>14} {'DSP':>5} {'fits':>5} {'crops/s':>9} {'faces/s':>8}  bottleneck")
+    for s in rows:
+        print(f"{s['board']:<9} {s['lut']:>7} ({s['lut_util']:>4.0%}) {s['bram36']:>7.1f} ({s['bram36_util']:>4.0%})"
+              f" {s['dsp']:>5} {str(s['fits']):>5} {s['est_crops_per_s']:>9.0f} {s['est_faces_per_s']:>8.0f}  {s['bottleneck_layer']}")
+    if not finn_env.vivado_available():
+        print(f"\nStopped after the estimates: {finn_env.vivado_missing_reason()}.\n"
+              "Not produced here: IP, stitched IP + rtlsim, bitfile, driver, deployment package (see README, Docker).")
+    print(f"done in {time.time() - t0:.0f} s; summaries in {out}/<board>/summary.json")
+    return 0

@@ -1,0 +1,235 @@
+"""The build: compact model -> Brevitas -> QONNX -> FINN HW-layer graph -> per-board estimates.
+
+The front end (export, streamlining, HW-layer conversion) is board-independent and runs once;
+folding and estimates run per board. Every stage's graph is checked bit-exactly against the
+Brevitas reference on real FER2013 crops (see ``verify_stages``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import finn_env
+from .boards import Board
+
+finn_env.ensure_finn()
+
+import finn.builder.build_dataflow_steps as finn_steps  # noqa: E402
+from finn.builder.build_dataflow_config import (  # noqa: E402
+    DataflowBuildConfig,
+    DataflowOutputType,
+    ShellFlowType,
+)
+from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
+
+from .steps import step_bdnn_host_io, step_bdnn_streamline  # noqa: E402
+from .transforms import HOST_AFFINE_KEY  # noqa: E402
+
+MODEL_SHA_KEY = "bdnn_model_sha256"
+
+# (stage name, FINN step) of the board-independent front end, in order.
+FRONTEND_STEPS = [
+    ("finn_onnx", finn_steps.step_qonnx_to_finn),
+    ("tidy", finn_steps.step_tidy_up),
+    ("streamlined", step_bdnn_streamline),
+    ("host_io", step_bdnn_host_io),
+    ("hw_layers", finn_steps.step_convert_to_hw),
+    ("dataflow_partition", finn_steps.step_create_dataflow_partition),
+]
+# Per board: folding and FINN's analytical estimates (no Vivado needed).
+ESTIMATE_STEPS = [
+    finn_steps.step_specialize_layers,
+    finn_steps.step_target_fps_parallelization,
+    finn_steps.step_apply_folding_config,
+    finn_steps.step_minimize_bit_width,
+    finn_steps.step_generate_estimate_reports,
+]
+# Per board, Vivado only.
+VIVADO_STEPS = [
+    finn_steps.step_hw_codegen,
+    finn_steps.step_hw_ipgen,
+    finn_steps.step_set_fifo_depths,
+    finn_steps.step_create_stitched_ip,
+    finn_steps.step_synthesize_bitfile,
+    finn_steps.step_make_driver,
+    finn_steps.step_deployment_package,
+]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write then rename: an interrupted build never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def make_cfg(out_dir: Path, board: Board | None, target_fps: int | None = None,
+             folding_config: Path | None = None) -> DataflowBuildConfig:
+    kw = {}
+    if board is not None:
+        kw = dict(board=board.finn_board, fpga_part=board.fpga_part, synth_clk_period_ns=board.clk_period_ns,
+                  shell_flow_type=ShellFlowType.VIVADO_ZYNQ)
+    return DataflowBuildConfig(
+        output_dir=str(out_dir), target_fps=target_fps, folding_config_file=folding_config,
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS], standalone_thresholds=True,
+        verify_steps=[], save_intermediate_models=False, **kw)
+
+
+# -- front end ------------------------------------------------------------------------------
+@dataclass
+class Frontend:
+    model_dir: Path
+    work: Path
+    qonnx: Path
+    stages: dict[str, Path]     # stage name -> saved graph
+    seconds: float
+
+    @property
+    def hw_graph(self) -> Path:
+        return self.stages["dataflow_partition"]
+
+
+def run_frontend(model_dir: Path, work: Path, progress: bool = True) -> Frontend:
+    """Export the shipped model to QONNX and compile it to FINN's HW-layer graph."""
+    from bdnn.artifact import load
+    from bdnn.nn import from_artifact
+
+    from bdnn.export import export_qonnx
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    art_path = Path(model_dir) / "model.npz" if Path(model_dir).is_dir() else Path(model_dir)
+    sha = file_sha256(art_path)
+    art = load(art_path)
+    t0 = time.time()
+    qonnx = export_qonnx(from_artifact(art), art.spec, work / "qonnx.onnx")
+    cfg = make_cfg(work, None)
+    model = ModelWrapper(str(qonnx))
+    stages = {}
+    bar = tqdm(FRONTEND_STEPS, desc="FINN front end", unit="step", disable=not progress)
+    for name, step in bar:
+        bar.set_postfix_str(name)
+        model = step(model, cfg)
+        path = work / f"{name}.onnx"
+        model.set_metadata_prop(MODEL_SHA_KEY, sha)
+        model.save(str(path))
+        stages[name] = path
+    return Frontend(Path(model_dir), work, qonnx, stages, time.time() - t0)
+
+
+# -- estimates per board -------------------------------------------------------------------------
+def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | None,
+                  folding_config: Path | None = None, progress: bool = True) -> dict:
+    out = Path(out)
+    cfg = make_cfg(out, board, target_fps, folding_config)
+    model = ModelWrapper(str(hw_graph))
+    for step in tqdm(ESTIMATE_STEPS, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress):
+        model = step(model, cfg)
+    model.save(str(out / "folded_hw_graph.onnx"))
+    rep = out / "report"
+    res = json.loads((rep / "estimate_layer_resources.json").read_text())
+    perf = json.loads((rep / "estimate_network_performance.json").read_text())
+    cycles = json.loads((rep / "estimate_layer_cycles.json").read_text())
+    layers = {k: v for k, v in res.items() if k != "total"}
+    lut = sum(v.get("LUT", 0) for v in layers.values())
+    bram18 = sum(v.get("BRAM_18K", 0) for v in layers.values())
+    dsp = sum(v.get("DSP", 0) for v in layers.values())
+    bram36 = bram18 / 2.0
+    fps = float(perf["estimated_throughput_fps"])
+    return {
+        "lut": int(round(lut)), "bram36": bram36, "dsp": int(round(dsp)),
+        "lut_util": lut / board.lut, "bram36_util": bram36 / board.bram36,
+        "fits": bool(lut <= board.lut_limit * board.lut and bram36 <= board.bram_limit * board.bram36
+                     and dsp <= board.dsp),
+        "est_crops_per_s": fps, "est_faces_per_s": fps / 5.0,
+        "bottleneck_layer": perf.get("max_cycles_node_name"), "max_cycles": perf.get("max_cycles"),
+        "est_latency_us": float(perf.get("estimated_latency_ns", 0.0)) / 1000.0,
+        "layers": {k: {**res[k], "cycles": cycles.get(k)} for k in layers},
+    }
+
+
+# -- verification ------------------------------------------------------------------------
+def exec_graph(path_or_model, x: np.ndarray) -> np.ndarray:
+    """Python execution of one graph on one input."""
+    import qonnx.core.onnx_exec as oxe
+    m = path_or_model if isinstance(path_or_model, ModelWrapper) else ModelWrapper(str(path_or_model))
+    iname, oname = m.graph.input[0].name, m.graph.output[0].name
+    return oxe.execute_onnx(m, {iname: x.astype(np.float32)})[oname]
+
+
+def host_affine(model: ModelWrapper) -> tuple[np.ndarray, np.ndarray]:
+    aff = json.loads(model.get_metadata_prop(HOST_AFFINE_KEY))
+    return np.asarray(aff["scale"]), np.asarray(aff["bias"])
+
+
+def brevitas_reference(model_dir: Path, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, integer classifier accumulators) of the Brevitas fp32 eval model, crops (N,42,42)."""
+    import torch
+    from bdnn.artifact import load
+    from bdnn.nn import from_artifact
+    model = from_artifact(load(model_dir))
+    acc = []
+    hook = model.fcs[-1].register_forward_hook(lambda m, i, o: acc.append(o.detach().numpy().copy()))
+    with torch.no_grad():
+        scores = model(torch.from_numpy(crops[:, None].astype(np.float32))).numpy()
+    hook.remove()
+    return scores, np.rint(acc[0]).astype(np.int64)
+
+
+def verify_stages(fe: Frontend, crops: np.ndarray, progress: bool = True, score_atol: float = 1e-4) -> dict:
+    """Brevitas vs QONNX vs FINN streamlined vs FINN HW-layer graph on uint8 crops (N,42,42).
+
+    Labels must agree on every crop for every graph; the HW graph's integer outputs (classifier
+    popcounts) must equal those implied by Brevitas' integer accumulators exactly; scores must
+    agree within float rounding.
+    """
+    ref_scores, ref_acc = brevitas_reference(fe.model_dir, crops)
+    hw = ModelWrapper(str(fe.hw_graph))
+    scale, bias = host_affine(hw)
+    from bdnn.artifact import load
+    art = load(fe.model_dir)
+    last = art.layer_names()[-1]
+    k_last = art.spec.fc_layers()[-1][1]
+    # Streamlining may fold a negative BN scale into the weights (popcount of the flipped
+    # row = K - matches); the host affine's sign tells which classes were flipped.
+    flipped = np.sign(scale) != np.sign(art.layers[last].bn.scale_shift()[0])
+    expected_pop = np.where(flipped, k_last - ref_acc, k_last + ref_acc) // 2
+    graphs = {"qonnx": ModelWrapper(str(fe.qonnx)), "streamlined": ModelWrapper(str(fe.stages["streamlined"]))}
+    report = {name: {"crops": 0, "label_mismatches": 0, "score_mismatches": 0, "max_abs_score_diff": 0.0}
+              for name in (*graphs, "hw_layers")}
+    report["hw_layers"]["accumulator_mismatches"] = 0
+    for i in tqdm(range(len(crops)), desc="bit-exact check", unit="crop", disable=not progress):
+        x_nchw = crops[i][None, None].astype(np.float32)
+        for name, g in graphs.items():
+            s = exec_graph(g, x_nchw).reshape(-1)
+            _tally(report[name], s, ref_scores[i], score_atol)
+        pop = exec_graph(hw, crops[i][None, :, :, None]).reshape(-1)
+        s = pop * scale + bias
+        _tally(report["hw_layers"], s, ref_scores[i], score_atol)
+        report["hw_layers"]["accumulator_mismatches"] += int((pop != expected_pop[i]).any())
+    report["crops"] = int(len(crops))
+    report["mismatches"] = int(sum(r["label_mismatches"] + r["score_mismatches"] for r in report.values()
+                                   if isinstance(r, dict)) + report["hw_layers"]["accumulator_mismatches"])
+    return report
+
+
+def _tally(rec: dict, s: np.ndarray, ref: np.ndarray, atol: float) -> None:
+    rec["crops"] += 1
+    d = float(np.abs(s - ref).max())
+    rec["max_abs_score_diff"] = max(rec["max_abs_score_diff"], d)
+    rec["label_mismatches"] += int(s.argmax() != ref.argmax())
+    rec["score_mismatches"] += int(d > atol)

@@ -1,0 +1,110 @@
+"""Accelerator backends behind one interface: uint8 crops in, class scores out.
+
+    backend = get_backend("brevitas", model="models/bdnn4")
+    scores5 = backend.crop_scores(five_crops(faces))          # (N,5,7)
+
+Backends: ``brevitas`` (reference, torch fp32), ``finn-sim`` (python execution of the FINN
+HW-layer graph written by the board build). Heavy dependencies are imported only when a backend
+is created, so the package stays importable without torch or FINN.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .arch import CROP_SIZE
+
+BACKENDS = ("brevitas", "finn-sim")
+REPO = Path(__file__).resolve().parents[2]
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+class Backend:
+    name = "?"
+
+    def __init__(self, model: str | Path):
+        from .artifact import load
+        self.model_path = Path(model)
+        self.artifact = load(model)
+        self.spec = self.artifact.spec
+
+    def _scores(self, crops: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def crop_scores(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops (..., 42, 42) -> float scores (..., classes)."""
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8 or crops.shape[-2:] != (CROP_SIZE, CROP_SIZE):
+            raise BackendError(f"expected uint8 crops (...,{CROP_SIZE},{CROP_SIZE}), got {crops.dtype} {crops.shape}")
+        lead = crops.shape[:-2]
+        out = self._scores(crops.reshape(-1, CROP_SIZE, CROP_SIZE))
+        return out.reshape(*lead, out.shape[-1])
+
+
+class BrevitasBackend(Backend):
+    name = "brevitas"
+
+    def __init__(self, model, batch: int = 256, **_):
+        super().__init__(model)
+        import torch  # noqa: F401
+        from .nn import from_artifact
+        self.net = from_artifact(self.artifact)
+        self.batch = batch
+
+    def _scores(self, crops):
+        from .train import predict_scores
+        return predict_scores(self.net, crops, self.batch)
+
+
+def default_hw_graph(spec_name: str) -> Path:
+    return REPO / "build" / spec_name / "frontend" / "dataflow_partition.onnx"
+
+
+class FinnSimBackend(Backend):
+    """Python execution of FINN's HW-layer graph; the classifier affine is applied on the host."""
+    name = "finn-sim"
+
+    def __init__(self, model, hw_graph: str | Path | None = None, **_):
+        super().__init__(model)
+        import hashlib
+        path = Path(hw_graph) if hw_graph else default_hw_graph(self.spec.name)
+        if not path.is_file():
+            raise BackendError(f"{path}: no FINN HW-layer graph; build it with build_scripts/build_{self.spec.name}.py "
+                               f"(or pass --hw-graph)")
+        try:
+            from qonnx.core.modelwrapper import ModelWrapper
+        except ImportError as e:
+            raise BackendError(f"the finn-sim backend needs qonnx/finn-plus installed ({e})") from None
+        self.graph = ModelWrapper(str(path))
+        art_file = self.model_path / "model.npz" if self.model_path.is_dir() else self.model_path
+        want = hashlib.sha256(art_file.read_bytes()).hexdigest()
+        have = self.graph.get_metadata_prop("bdnn_model_sha256")
+        if have != want:
+            raise BackendError(f"{path} was built from another model than {art_file}; rebuild it")
+        aff = json.loads(self.graph.get_metadata_prop("bdnn_host_affine"))
+        self.scale, self.bias = np.asarray(aff["scale"]), np.asarray(aff["bias"])
+
+    def _scores(self, crops):
+        import qonnx.core.onnx_exec as oxe
+        iname, oname = self.graph.graph.input[0].name, self.graph.graph.output[0].name
+        out = []
+        for c in crops:  # the HW graph is built for batch 1
+            pop = oxe.execute_onnx(self.graph, {iname: c[None, :, :, None].astype(np.float32)})[oname]
+            out.append(pop.reshape(-1) * self.scale + self.bias)
+        return np.stack(out)
+
+
+_REGISTRY = {"brevitas": BrevitasBackend, "finn-sim": FinnSimBackend}
+
+
+def get_backend(name: str, model: str | Path, **kw) -> Backend:
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)}") from None
+    return cls(model, **kw)

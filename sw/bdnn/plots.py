@@ -1,0 +1,47 @@
+"""Plots people would rather look at than read (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_learning_curve(history: list[dict], path: Path, title: str = "") -> None:
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-")
+    a1.set_xlabel("epoch"); a1.set_ylabel("train loss"); a1.grid(alpha=.3)
+    a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train (bf16, aug.)")
+    for k, lab in (("val_acc_center", "PublicTest centre"), ("val_acc_fivecrop_mean", "PublicTest 5-crop mean")):
+        a2.plot(ep, [h[k] for h in history], "o-", label=lab)
+    a2.set_xlabel("epoch"); a2.set_ylabel("accuracy"); a2.grid(alpha=.3); a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n: int) -> np.ndarray:
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels, int), np.asarray(preds, int)), 1)
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, class_names, path: Path, title: str = "") -> None:
+    plt = _plt()
+    rec = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(rec, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            ax.text(j, i, f"{cm[i, j]}\n{rec[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if rec[i, j] > .5 else "black")
+    ax.set_xticks(range(len(cm)), class_names, rotation=45); ax.set_yticks(range(len(cm)), class_names)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true"); ax.set_title(title)
+    fig.colorbar(im, fraction=.046); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)

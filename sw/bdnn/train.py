@@ -1,0 +1,267 @@
+"""One trainer for every BDNN architecture: seeded, resumable, selects on PublicTest only.
+
+Run folder layout (``--out``):
+  last.pt / best.pt       full checkpoints (latent weights, optimizer, scheduler, RNG): not for git
+  model.npz + card.json   compact inference artifact of the best epoch (see bdnn.artifact)
+  metrics.json            one record per epoch
+  learning_curve.png, confusion_matrix.png
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .arch import get_arch
+from .data import CLASS_NAMES, FER2013, load_fer2013
+from .nn import BDNN, save_artifact
+from .preprocess import CROP_OFFSETS, CROP_SIZE, FACE_SIZE, five_crops
+
+CHECKPOINT_FORMAT = "bdnn-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "bdnn4"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 5e-3
+    schedule: str = "cosine"          # cosine (with warmup) | onecycle | constant
+    warmup_epochs: float = 1.0
+    optimizer: str = "adam"           # adam | sgd
+    weight_decay: float = 0.0
+    loss: str = "hinge"               # hinge (paper eq. 5) | sqhinge | ce
+    augment: str = "fivecrop"         # fivecrop: one of the paper's 5 crops | random: any 42x42 window
+    flip: bool = True
+    seed: int = 0
+    fast: bool = True                 # bf16 autocast + channels_last for training (eval is always fp32)
+    eval_batch: int = 256
+    max_train_batches: int = 0        # >0: cut epochs short (tests, smoke runs)
+    max_eval_faces: int = 0           # >0: evaluate on the first N faces only (tests)
+    threads: int = 0                  # 0: torch default
+
+
+# -- losses ------------------------------------------------------------------------------------
+def loss_fn(name: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    scores = scores.float()
+    if name == "ce":
+        return F.cross_entropy(scores, labels)
+    target = 2.0 * F.one_hot(labels, scores.shape[1]).float() - 1.0  # +-1 one-hot
+    margin = F.relu(1.0 - target * scores)
+    if name == "hinge":
+        return margin.sum(1).mean()
+    if name == "sqhinge":
+        return (margin ** 2).sum(1).mean()
+    raise ValueError(f"unknown loss {name!r} (hinge | sqhinge | ce)")
+
+
+# -- data ------------------------------------------------------------------------------------
+def sample_crops(faces: np.ndarray, rng: np.random.Generator, augment: str, flip: bool) -> np.ndarray:
+    """uint8 faces (B,48,48) -> uint8 training crops (B,42,42)."""
+    n = len(faces)
+    if augment == "fivecrop":
+        offs = np.asarray(CROP_OFFSETS)[rng.integers(0, len(CROP_OFFSETS), n)]
+    elif augment == "random":
+        offs = rng.integers(0, FACE_SIZE - CROP_SIZE + 1, (n, 2))
+    else:
+        raise ValueError(f"unknown augment {augment!r} (fivecrop | random)")
+    out = np.stack([f[r:r + CROP_SIZE, c:c + CROP_SIZE] for f, (r, c) in zip(faces, offs)])
+    if flip:
+        m = rng.random(n) < 0.5
+        out[m] = out[m, :, ::-1]
+    return out
+
+
+@torch.no_grad()
+def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str | None = None) -> np.ndarray:
+    """Exact fp32 eval scores for uint8 crops (..., 42, 42) -> (..., classes)."""
+    model.eval()
+    lead = crops.shape[:-2]
+    flat = crops.reshape(-1, 1, CROP_SIZE, CROP_SIZE)
+    out = []
+    for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
+        out.append(model(torch.from_numpy(flat[i:i + batch].astype(np.float32))).numpy())
+    return np.concatenate(out).reshape(*lead, -1)
+
+
+def accuracies(scores5: np.ndarray, labels: np.ndarray) -> dict:
+    """scores5 (N,5,C): centre, five-crop mean and five-crop vote accuracy."""
+    from .combine import combine_scores
+    from .preprocess import CENTRE
+    labels = np.asarray(labels)
+    return {
+        "acc_center": float((scores5[:, CENTRE].argmax(1) == labels).mean()),
+        "acc_fivecrop_mean": float((combine_scores(scores5, "mean").argmax(1) == labels).mean()),
+        "acc_fivecrop_vote": float((combine_scores(scores5, "vote").argmax(1) == labels).mean()),
+    }
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: write a temp file, then rename over the target."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a BDNN training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def rng_state(np_rng: np.random.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np_rng.bit_generator.state, "python": random.getstate()}
+
+
+def set_rng_state(s: dict, np_rng: np.random.Generator) -> None:
+    torch.set_rng_state(s["torch"])
+    np_rng.bit_generator.state = s["numpy"]
+    random.setstate(s["python"])
+
+
+# -- optimisation --------------------------------------------------------------------------------
+def make_optimizer(cfg: TrainConfig, model: BDNN):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
+
+
+def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "cosine":
+        def f(step):
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine | onecycle | constant)")
+
+
+# -- the loop -----------------------------------------------------------------------------
+def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool = False,
+          data_path: str | None = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = data if data is not None else load_fer2013(data_path)
+    spec = get_arch(cfg.arch)
+    train_x, train_y = data.split("Training")
+    val_x, val_y = data.split("PublicTest")
+    if cfg.max_eval_faces:
+        val_x, val_y = val_x[:cfg.max_eval_faces], val_y[:cfg.max_eval_faces]
+    val_crops = five_crops(val_x)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    model = BDNN(spec)
+    opt = make_optimizer(cfg, model)
+    steps = len(train_x) // cfg.batch_size
+    if cfg.max_train_batches:
+        steps = min(steps, cfg.max_train_batches)
+    sched = make_scheduler(cfg, opt, steps)
+    history, start_epoch, best = [], 0, {"epoch": -1, "acc_fivecrop_mean": -1.0}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    last = out / "last.pt"
+    if resume:
+        state = load_checkpoint(last)
+        saved = TrainConfig(**state["config"])
+        if saved.arch != cfg.arch:
+            raise CheckpointError(f"{last}: checkpoint is {saved.arch}, asked to resume {cfg.arch}")
+        cfg = saved  # the run continues exactly as configured when it started
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched = make_scheduler(cfg, opt, steps)
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], np_rng)
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        print(f"resuming {cfg.arch} from {last} at epoch {start_epoch + 1}/{cfg.epochs}")
+    elif last.exists():
+        raise CheckpointError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
+
+    model.to(device)
+    if cfg.fast:
+        model.to(memory_format=torch.channels_last)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0 = time.time()
+        perm = np_rng.permutation(len(train_x))
+        run_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for b in bar:
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x = torch.from_numpy(sample_crops(train_x[idx], np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
+            y = torch.from_numpy(train_y[idx].astype(np.int64))
+            x, y = x.to(device), y.to(device)
+            if cfg.fast:
+                x = x.to(memory_format=torch.channels_last)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
+                scores = model(x)
+            loss = loss_fn(cfg.loss, scores, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            model.clip_latent_weights()
+            run_loss += loss.item() * len(y)
+            correct += (scores.argmax(1) == y).sum().item()
+            seen += len(y)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        train_time = time.time() - t0
+        model.to("cpu")
+        val_scores = predict_scores(model, val_crops, cfg.eval_batch, desc="PublicTest eval (fp32)")
+        rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": correct / seen,
+               "lr": sched.get_last_lr()[0], "train_seconds": train_time,
+               **{f"val_{k}": v for k, v in accuracies(val_scores, val_y).items()}}
+        history.append(rec)
+        print(json.dumps(rec))
+        improved = rec["val_acc_fivecrop_mean"] > best["acc_fivecrop_mean"]
+        if improved:
+            best = {"epoch": epoch + 1, "acc_fivecrop_mean": rec["val_acc_fivecrop_mean"]}
+        state = {"format": CHECKPOINT_FORMAT, "config": asdict(cfg), "epoch": epoch,
+                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "rng": rng_state(np_rng), "history": history, "best": best}
+        if improved:
+            save_checkpoint(out / "best.pt", state)
+            save_artifact(model, out / "model.npz", meta={"epoch": epoch + 1, "config": asdict(cfg)})
+        save_checkpoint(last, state)
+        (out / "metrics.json").write_text(json.dumps(history, indent=2))
+        model.to(device)
+        try:
+            from .plots import plot_learning_curve
+            plot_learning_curve(history, out / "learning_curve.png", title=f"{cfg.arch} ({cfg.loss}, lr {cfg.lr})")
+        except Exception as e:  # plots are a convenience, never a reason to lose a run
+            print(f"warning: learning-curve plot failed: {e}")
+    return {"best": best, "history": history}

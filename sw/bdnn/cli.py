@@ -15,6 +15,7 @@ def _add_train(sub):
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, plots, model.npz)")
     p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--stop-after", type=int, default=0, help="end this invocation after N epochs (resumable)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "arch":
             continue
@@ -29,7 +30,7 @@ def _add_train(sub):
 def cmd_train(a) -> int:
     from .train import TrainConfig, train
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)})
-    res = train(cfg, Path(a.out), resume=a.resume, data_path=a.data)
+    res = train(cfg, Path(a.out), resume=a.resume, data_path=a.data, stop_after=a.stop_after)
     print(json.dumps({"best": res["best"]}))
     return 0
 
@@ -81,11 +82,82 @@ def cmd_predict(a) -> int:
     return 1 if failed else 0
 
 
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="accuracy on a FER2013 split (centre, five-crop mean and vote)")
+    p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz (default: models/bdnn4)")
+    p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH or ../shared)")
+    p.add_argument("--split", default="PrivateTest", help="Training | PublicTest | PrivateTest (default: PrivateTest)")
+    p.add_argument("--backend", default="brevitas", help="brevitas | finn-sim")
+    p.add_argument("--hw-graph", default=None, help="finn-sim: FINN HW-layer graph")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only")
+    p.add_argument("--confusion-png", default=None, help="write the confusion matrix plot here")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a) -> int:
+    from .backends import get_backend
+    from .data import CLASS_NAMES, load_fer2013
+    from .evaluate import evaluate
+    faces, labels = load_fer2013(a.data).split(a.split)
+    if a.limit:
+        faces, labels = faces[:a.limit], labels[:a.limit]
+    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph)
+    r = evaluate(backend, faces, labels)
+    r.pop("scores")
+    print(f"{backend.spec.name} on {a.split} ({r['n']} faces, {backend.name}): centre {r['acc_center']:.2%}, "
+          f"five-crop mean {r['acc_fivecrop_mean']:.2%}, vote {r['acc_fivecrop_vote']:.2%}  [{r['seconds']:.0f} s]")
+    print("recall: " + ", ".join(f"{k} {v:.1%}" for k, v in r["per_class_recall"].items()))
+    if a.confusion_png:
+        import numpy as np
+        from .plots import plot_confusion
+        plot_confusion(np.asarray(r["confusion_matrix"]), CLASS_NAMES, a.confusion_png,
+                       f"{backend.spec.name}, {a.split}, five-crop mean {r['acc_fivecrop_mean']:.2%}")
+    print(json.dumps({"model": str(a.model), "arch": backend.spec.name, "split": a.split, "backend": backend.name, **r}))
+    return 0
+
+
+def _add_ship(sub):
+    p = sub.add_parser("ship", help="package a training run as models/<arch>: artifact, model card, plots")
+    p.add_argument("run", help="training run folder")
+    p.add_argument("out", help="model folder to write, e.g. models/bdnn4")
+    p.add_argument("--data", default=None)
+    p.add_argument("--command", default=None, help="the exact command that produced the run (for the card)")
+    p.set_defaults(func=cmd_ship)
+
+
+def cmd_ship(a) -> int:
+    from .ship import ship
+    card = ship(Path(a.run), Path(a.out), a.data, a.command)
+    print(json.dumps({"model": card["model"], "best_epoch": card["best_epoch"],
+                      **{s: v["acc_fivecrop_mean"] for s, v in card["accuracy"].items()}}))
+    return 0
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="export a model to QONNX (raw UINT8 pixel input)")
+    p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz")
+    p.add_argument("--out", required=True, help="QONNX file to write")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a) -> int:
+    from .artifact import load
+    from .export import export_qonnx
+    from .nn import from_artifact
+    art = load(a.model)
+    path = export_qonnx(from_artifact(art), art.spec, a.out)
+    print(f"wrote {path} ({art.spec.name}, input: UINT8 pixels 1x1x{art.spec.in_size}x{art.spec.in_size})")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bdnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_predict(sub)
+    _add_evaluate(sub)
+    _add_ship(sub)
+    _add_export(sub)
     a = parser.parse_args(argv)
     try:
         return a.func(a)

@@ -167,11 +167,24 @@ def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
 
 # -- the loop -----------------------------------------------------------------------------
 def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool = False,
-          data_path: str | None = None) -> dict:
+          data_path: str | None = None, stop_after: int = 0) -> dict:
+    """Train (or resume) a run in ``out``. ``stop_after`` > 0 ends this invocation after that many
+    epochs (the run stays resumable): for time-boxed sessions."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    last = out / "last.pt"
+    state = None
+    if resume:
+        state = load_checkpoint(last)
+        saved = TrainConfig(**state["config"])
+        if saved.arch != cfg.arch:
+            raise CheckpointError(f"{last}: checkpoint is {saved.arch}, asked to resume {cfg.arch}")
+        cfg = saved  # the run continues exactly as configured when it started
+    elif last.exists():
+        raise CheckpointError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
+
     data = data if data is not None else load_fer2013(data_path)
     spec = get_arch(cfg.arch)
     train_x, train_y = data.split("Training")
@@ -191,30 +204,22 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     sched = make_scheduler(cfg, opt, steps)
     history, start_epoch, best = [], 0, {"epoch": -1, "acc_fivecrop_mean": -1.0}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    last = out / "last.pt"
-    if resume:
-        state = load_checkpoint(last)
-        saved = TrainConfig(**state["config"])
-        if saved.arch != cfg.arch:
-            raise CheckpointError(f"{last}: checkpoint is {saved.arch}, asked to resume {cfg.arch}")
-        cfg = saved  # the run continues exactly as configured when it started
+    if state is not None:
+        # order matters: the scheduler exists before the optimizer state (and its lr) is restored
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched = make_scheduler(cfg, opt, steps)
         sched.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], np_rng)
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         print(f"resuming {cfg.arch} from {last} at epoch {start_epoch + 1}/{cfg.epochs}")
-    elif last.exists():
-        raise CheckpointError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
 
     model.to(device)
     if cfg.fast:
         model.to(memory_format=torch.channels_last)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
+    for epoch in range(start_epoch, end_epoch):
         model.train()
         t0 = time.time()
         perm = np_rng.permutation(len(train_x))

@@ -1,0 +1,58 @@
+"""Trainer: checkpoints are atomic and resumable exactly; bad checkpoints give clear errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bdnn.train import CheckpointError, TrainConfig, load_checkpoint, loss_fn, train
+
+TINY = dict(arch="bdnn2", epochs=3, batch_size=8, max_train_batches=2, max_eval_faces=12, eval_batch=64,
+            lr=1e-3, fast=False, seed=3)
+
+
+def test_losses_follow_the_paper():
+    scores = torch.tensor([[2.0, -1.0, 0.5]])
+    y = torch.tensor([0])
+    # hinge on +-1 one-hot targets: max(0, 1 - t*y) summed over classes
+    assert loss_fn("hinge", scores, y).item() == pytest.approx(0 + 0 + 1.5)
+    assert loss_fn("sqhinge", scores, y).item() == pytest.approx(1.5 ** 2)
+    with pytest.raises(ValueError):
+        loss_fn("l1", scores, y)
+
+
+def test_resume_continues_exactly(tmp_path, fer):
+    straight = train(TrainConfig(**TINY), tmp_path / "a", data=fer)
+    part = train(TrainConfig(**TINY), tmp_path / "b", data=fer, stop_after=1)
+    assert len(part["history"]) == 1
+    resumed = train(TrainConfig(**TINY), tmp_path / "b", data=fer, resume=True)
+    strip = lambda h: [{k: v for k, v in e.items() if k != "train_seconds"} for e in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(straight["history"])
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for f in ("model.npz", "metrics.json", "learning_curve.png", "config.json"):
+        assert (tmp_path / "b" / f).exists()
+
+
+def test_refuses_to_overwrite_a_run_and_rejects_bad_checkpoints(tmp_path, fer):
+    cfg = TrainConfig(**{**TINY, "epochs": 1})
+    train(cfg, tmp_path / "r", data=fer)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(cfg, tmp_path / "r", data=fer)
+    last = tmp_path / "r" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated, as after a crash mid-write without rename
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train(cfg, tmp_path / "r", data=fer, resume=True)
+    torch.save({"state_dict": {}}, last)          # someone else's checkpoint
+    with pytest.raises(CheckpointError, match="not a BDNN training checkpoint"):
+        load_checkpoint(last)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, fer):
+    train(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "r", data=fer)
+    assert not list((tmp_path / "r").glob("*.tmp"))
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert {"val_acc_center", "val_acc_fivecrop_mean", "val_acc_fivecrop_vote"} <= set(metrics[0])

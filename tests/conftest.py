@@ -57,3 +57,12 @@ def finn_build_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("finn_build")
     finn_env.ensure_finn(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def shipped_frontend(tmp_path_factory, finn_build_dir):
+    from bdnn_hw.flow import run_frontend
+    model = REPO / "models" / "bdnn4"
+    if not (model / "model.npz").exists():
+        pytest.fail("models/bdnn4/model.npz is missing: the project must ship a trained BDNN4")
+    return run_frontend(model, tmp_path_factory.mktemp("bdnn4_frontend"), progress=False)

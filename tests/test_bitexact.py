@@ -9,7 +9,7 @@ import pytest
 
 from bdnn.arch import ArchSpec
 from bdnn.nn import save_artifact
-from conftest import REPO, calibrated_model
+from conftest import calibrated_model
 
 
 def _check(report):
@@ -35,15 +35,6 @@ def test_small_bdnn_is_bit_exact_through_finn(tmp_path, private_crops, finn_buil
     report = verify_stages(fe, check, progress=False)
     assert report["crops"] == 40
     _check(report)
-
-
-@pytest.fixture(scope="session")
-def shipped_frontend(tmp_path_factory, finn_build_dir):
-    from bdnn_hw.flow import run_frontend
-    model = REPO / "models" / "bdnn4"
-    if not (model / "model.npz").exists():
-        pytest.fail("models/bdnn4/model.npz is missing: the project must ship a trained BDNN4")
-    return run_frontend(model, tmp_path_factory.mktemp("bdnn4_frontend"), progress=False)
 
 
 def test_shipped_bdnn4_is_bit_exact_through_finn(shipped_frontend, private_crops):

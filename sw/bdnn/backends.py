@@ -3,8 +3,8 @@
     backend = get_backend("brevitas", model="models/bdnn4")
     scores5 = backend.crop_scores(five_crops(faces))          # (N,5,7)
 
-Backends: ``brevitas`` (reference, torch fp32), ``finn-sim`` (python execution of the FINN
-HW-layer graph written by the board build). Heavy dependencies are imported only when a backend
+Backends: ``cpu`` (the fast bit-exact integer engine, numpy + C), ``brevitas`` (reference, torch
+fp32), ``finn-sim`` (python execution of the FINN HW-layer graph written by the board build). Heavy dependencies are imported only when a backend
 is created, so the package stays importable without torch or FINN.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from .arch import CROP_SIZE
 
-BACKENDS = ("brevitas", "finn-sim")
+BACKENDS = ("cpu", "brevitas", "finn-sim")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -99,7 +99,20 @@ class FinnSimBackend(Backend):
         return np.stack(out)
 
 
-_REGISTRY = {"brevitas": BrevitasBackend, "finn-sim": FinnSimBackend}
+class CpuBackend(Backend):
+    """The fast bit-exact integer engine (numpy + a small C XOR/popcount kernel)."""
+    name = "cpu"
+
+    def __init__(self, model, **_):
+        super().__init__(model)
+        from .engine import Engine
+        self.engine = Engine(self.artifact)
+
+    def _scores(self, crops):
+        return self.engine.crop_scores(crops)
+
+
+_REGISTRY = {"cpu": CpuBackend, "brevitas": BrevitasBackend, "finn-sim": FinnSimBackend}
 
 
 def get_backend(name: str, model: str | Path, **kw) -> Backend:

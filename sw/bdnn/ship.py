@@ -17,7 +17,7 @@ from .data import CLASS_NAMES, load_fer2013
 
 
 def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> dict:
-    from .backends import BrevitasBackend
+    from .backends import CpuBackend
     from .evaluate import evaluate
     from .plots import plot_confusion
     run, out = Path(run), Path(out)
@@ -29,7 +29,7 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> di
     cfg = json.loads((run / "config.json").read_text())
     history = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else []
     data = load_fer2013(data_path)
-    backend = BrevitasBackend(out)
+    backend = CpuBackend(out)  # bit-exact with Brevitas fp32 (tests/test_engine.py), much faster
     results = {}
     for split in ("PublicTest", "PrivateTest"):
         faces, labels = data.split(split)
@@ -53,7 +53,7 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> di
         "seed": cfg.get("seed"), "train_hours": round(train_seconds / 3600, 2),
         "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
                                             "per_class_recall")} for s, r in results.items()},
-        "evaluation": "fp32 Brevitas eval (bit-exact with the FINN graph): exact integer arithmetic, no bf16",
+        "evaluation": "integer engine (cpu backend), bit-exact with Brevitas fp32 eval and the FINN graph; no bf16",
         "reproduce": command or f"bdnn train --arch {art.spec.name} --out runs/{art.spec.name} " + " ".join(
             f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else (f"--{k.replace('_', '-')}" if v else f"--no-{k.replace('_', '-')}")
             for k, v in cfg.items() if k not in ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch")),

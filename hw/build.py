@@ -48,6 +48,22 @@ def verification_crops(n: int, data_path) -> tuple[np.ndarray, str]:
         return np.random.default_rng(0).integers(0, 256, (n, 42, 42), dtype=np.uint8), "random uint8"
 
 
+def write_deploy_files(fe, deploy: Path) -> None:
+    """What the on-board host needs besides bitfile + driver: the classifier affine and the card."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from .flow import MODEL_SHA_KEY, host_affine, write_json_atomic
+    deploy.mkdir(parents=True, exist_ok=True)
+    hw = ModelWrapper(str(fe.hw_graph))
+    scale, bias = host_affine(hw)
+    write_json_atomic(deploy / "host_affine.json", {"scale": scale.tolist(), "bias": bias.tolist(),
+                                                    "model_sha256": hw.get_metadata_prop(MODEL_SHA_KEY)})
+    model_dir = fe.model_dir if fe.model_dir.is_dir() else fe.model_dir.parent
+    for name in ("model.npz", "card.json", "README.md"):
+        if (model_dir / name).exists():
+            shutil.copyfile(model_dir / name, deploy / name)
+
+
 def main(arch: str, argv=None) -> int:
     a = parse_args(arch, argv)
     from bdnn.artifact import ArtifactError, load
@@ -107,6 +123,7 @@ def main(arch: str, argv=None) -> int:
             "bit_exact_source": verification["source"],
             "missing_outputs": missing, "layers": est["layers"],
         }
+        write_deploy_files(fe, bdir / "deploy")
         write_json_atomic(bdir / "summary.json", summary)
         rows.append(summary)
 

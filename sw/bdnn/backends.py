@@ -4,7 +4,8 @@
     scores5 = backend.crop_scores(five_crops(faces))          # (N,5,7)
 
 Backends: ``cpu`` (the fast bit-exact integer engine, numpy + C), ``brevitas`` (reference, torch
-fp32), ``finn-sim`` (python execution of the FINN HW-layer graph written by the board build). Heavy dependencies are imported only when a backend
+fp32), ``finn-sim`` (python execution of the FINN HW-layer graph written by the board build) and
+``pynq`` (the accelerator on the board; import-guarded, a clear error anywhere else). Heavy dependencies are imported only when a backend
 is created, so the package stays importable without torch or FINN.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from .arch import CROP_SIZE
 
-BACKENDS = ("cpu", "brevitas", "finn-sim")
+BACKENDS = ("cpu", "brevitas", "finn-sim", "pynq")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -112,7 +113,46 @@ class CpuBackend(Backend):
         return self.engine.crop_scores(crops)
 
 
-_REGISTRY = {"cpu": CpuBackend, "brevitas": BrevitasBackend, "finn-sim": FinnSimBackend}
+class PynqBackend(Backend):
+    """The FINN accelerator on a PYNQ board, through finn-plus-driver (DMA), five crops per face.
+
+    ``deploy`` is the board build's deployment folder: the bitfile, ``driver/settings.json`` and
+    ``host_affine.json`` (the classifier's norm, applied here to the accelerator's popcounts).
+    """
+    name = "pynq"
+
+    def __init__(self, model, deploy: str | Path | None = None, batch: int = 50, **_):
+        super().__init__(model)
+        try:
+            import pynq  # noqa: F401  (part of the PYNQ board image, not on a host)
+            from finn_plus_driver import get_driver_class
+        except ImportError as e:
+            raise BackendError(f"the pynq backend runs on a PYNQ board with pynq and finn-plus-driver installed "
+                               f"({e}); off the board use --backend cpu, brevitas or finn-sim") from None
+        deploy = Path(deploy) if deploy else REPO / "build" / self.spec.name / "pynq-z2" / "deploy"
+        bitfiles = sorted(deploy.glob("**/*.bit"))
+        settings = deploy / "driver" / "settings.json"
+        if not bitfiles or not settings.exists():
+            raise BackendError(f"{deploy}: no bitfile and driver/settings.json here (run the board build with Vivado)")
+        aff = json.loads((deploy / "host_affine.json").read_text())
+        self.scale, self.bias = np.asarray(aff["scale"]), np.asarray(aff["bias"])
+        info = json.loads(settings.read_text())["driver_information"]
+        info.setdefault("runtime_weight_dir", str(settings.parent / "runtime_weights"))
+        self.batch = batch
+        self.accel = get_driver_class(info["driver_type"])(str(bitfiles[0]), **{**info, "batch_size": batch})
+
+    def _scores(self, crops):
+        out = []
+        for i in range(0, len(crops), self.batch):
+            chunk = crops[i:i + self.batch]
+            if self.accel.batch_size != len(chunk):
+                self.accel.batch_size = len(chunk)
+            pop = self.accel.execute(chunk[..., None])  # NHWC uint8 in, classifier popcounts out
+            out.append(np.asarray(pop, dtype=np.float64).reshape(len(chunk), -1) * self.scale + self.bias)
+        return np.concatenate(out)
+
+
+_REGISTRY = {"cpu": CpuBackend, "brevitas": BrevitasBackend, "finn-sim": FinnSimBackend, "pynq": PynqBackend}
 
 
 def get_backend(name: str, model: str | Path, **kw) -> Backend:

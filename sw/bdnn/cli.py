@@ -36,13 +36,16 @@ def cmd_train(a) -> int:
 
 
 def _add_predict(sub):
-    p = sub.add_parser("predict", help="classify image files (any size/mode; the whole image is the face)")
+    p = sub.add_parser("predict", help="classify faces: whole images (any size/mode) or, with --detect, every face in photos")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz (default: models/bdnn4)")
-    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim")
+    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
     p.add_argument("--hw-graph", default=None, help="finn-sim: FINN HW-layer graph (default: build/<arch>/frontend/...)")
+    p.add_argument("--deploy", default=None, help="pynq: the board build's deployment folder")
     p.add_argument("--vote", action="store_true", help="majority vote of the five crops instead of averaging scores")
-    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--json", action="store_true", help="one JSON object per face")
+    p.add_argument("--detect", action="store_true", help="find faces in photos (OpenCV Haar cascade) and write annotated PNGs")
+    p.add_argument("--out-dir", default=".", help="--detect: folder for <image>.annotated.png (default: .)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -57,26 +60,44 @@ def cmd_predict(a) -> int:
     from .data import CLASS_NAMES
     from .images import ImageError, load_face
     from .predict import classify_faces
-    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph)
+    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
     mode = "vote" if a.vote else "mean"
     failed = 0
     for path in a.images:
         try:
-            face, notes = load_face(path)
+            if a.detect:
+                from .faces import annotate, detect_faces, load_photo
+                rgb, gray = load_photo(path)
+                found = detect_faces(gray)
+                if not found:
+                    raise ImageError(f"{path}: no face detected")
+                faces, boxes = np.stack([f.face for f in found]), [f.box for f in found]
+                notes = [f"{len(found)} face(s) detected, each resized to 48x48"]
+            else:
+                face, notes = load_face(path)
+                faces, boxes = face[None], [None]
         except ImageError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        p = classify_faces(backend, face[None], mode)[0]
-        if a.json:
-            print(json.dumps({"image": path, "label": p.name, "combine": mode, "backend": backend.name,
-                              "scores": dict(zip(CLASS_NAMES, np.round(p.scores, 4).tolist())),
-                              "crop_labels": [CLASS_NAMES[i] for i in p.crop_scores.argmax(1)], "notes": notes}))
-            continue
-        for n in notes:
-            print(f"note: {path}: {n}")
-        print(f"{path}: {p.name}  ({'majority vote' if a.vote else 'mean'} of 5 crops, {backend.name})")
-        print("  " + "  ".join(f"{c} {v:+.3f}" for c, v in zip(CLASS_NAMES, p.scores)))
+        preds = classify_faces(backend, faces, mode)
+        if a.detect:
+            out_dir = Path(a.out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            png = annotate(rgb, found, [p.name for p in preds], out_dir / f"{Path(path).stem}.annotated.png")
+            notes.append(f"annotated image written to {png}")
+        for p, box in zip(preds, boxes):
+            if a.json:
+                print(json.dumps({"image": path, "box": box, "label": p.name, "combine": mode, "backend": backend.name,
+                                  "scores": dict(zip(CLASS_NAMES, np.round(p.scores, 4).tolist())),
+                                  "crop_labels": [CLASS_NAMES[i] for i in p.crop_scores.argmax(1)], "notes": notes}))
+                continue
+            where = f" face at {box}" if box else ""
+            print(f"{path}{where}: {p.name}  ({'majority vote' if a.vote else 'mean'} of 5 crops, {backend.name})")
+            print("  " + "  ".join(f"{c} {v:+.3f}" for c, v in zip(CLASS_NAMES, p.scores)))
+        if not a.json:
+            for n in notes:
+                print(f"note: {path}: {n}")
     if failed:
         print(f"{failed} of {len(a.images)} images could not be classified", file=sys.stderr)
     return 1 if failed else 0
@@ -87,8 +108,9 @@ def _add_evaluate(sub):
     p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz (default: models/bdnn4)")
     p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH or ../shared)")
     p.add_argument("--split", default="PrivateTest", help="Training | PublicTest | PrivateTest (default: PrivateTest)")
-    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim")
+    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
     p.add_argument("--hw-graph", default=None, help="finn-sim: FINN HW-layer graph")
+    p.add_argument("--deploy", default=None, help="pynq: the board build's deployment folder")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only")
     p.add_argument("--confusion-png", default=None, help="write the confusion matrix plot here")
     p.set_defaults(func=cmd_evaluate)
@@ -101,7 +123,7 @@ def cmd_evaluate(a) -> int:
     faces, labels = load_fer2013(a.data).split(a.split)
     if a.limit:
         faces, labels = faces[:a.limit], labels[:a.limit]
-    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph)
+    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
     r = evaluate(backend, faces, labels)
     r.pop("scores")
     print(f"{backend.spec.name} on {a.split} ({r['n']} faces, {backend.name}): centre {r['acc_center']:.2%}, "
@@ -150,6 +172,49 @@ def cmd_export(a) -> int:
     return 0
 
 
+def _add_throughput(sub):
+    p = sub.add_parser("throughput", help="faces/s of a backend and where the time goes")
+    p.add_argument("--model", default=str(_default_model()))
+    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
+    p.add_argument("--hw-graph", default=None)
+    p.add_argument("--deploy", default=None)
+    p.add_argument("--faces", type=int, default=500, help="how many faces (PrivateTest if available, else random)")
+    p.add_argument("--data", default=None)
+    p.set_defaults(func=cmd_throughput)
+
+
+def cmd_throughput(a) -> int:
+    import time
+
+    import numpy as np
+
+    from .backends import get_backend
+    from .combine import combine_scores
+    from .data import DataError, load_fer2013
+    from .preprocess import five_crops
+    try:
+        faces = load_fer2013(a.data).split("PrivateTest")[0][:a.faces]
+    except DataError:
+        faces = np.random.default_rng(0).integers(0, 256, (a.faces, 48, 48), dtype=np.uint8)
+    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
+    backend.crop_scores(five_crops(faces[:2]))  # warm-up (kernel build, caches)
+    t0 = time.perf_counter()
+    crops = five_crops(faces)
+    t1 = time.perf_counter()
+    s5 = backend.crop_scores(crops)
+    t2 = time.perf_counter()
+    combine_scores(s5, "mean").argmax(1)
+    t3 = time.perf_counter()
+    total = t3 - t0
+    r = {"backend": backend.name, "faces": len(faces), "crops": 5 * len(faces), "faces_per_s": len(faces) / total,
+         "crops_per_s": 5 * len(faces) / (t2 - t1), "seconds": {"preprocess": t1 - t0, "compute": t2 - t1, "combine": t3 - t2}}
+    print(f"{backend.name}: {r['faces_per_s']:.1f} faces/s ({r['crops_per_s']:.0f} crops/s in compute); "
+          f"preprocess {1e3 * (t1 - t0) / len(faces):.3f} ms/face, compute {1e3 * (t2 - t1) / len(faces):.2f} ms/face, "
+          f"combine {1e3 * (t3 - t2) / len(faces):.3f} ms/face")
+    print(json.dumps(r))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bdnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +223,7 @@ def main(argv=None) -> int:
     _add_evaluate(sub)
     _add_ship(sub)
     _add_export(sub)
+    _add_throughput(sub)
     a = parser.parse_args(argv)
     try:
         return a.func(a)

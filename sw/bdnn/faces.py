@@ -1,0 +1,80 @@
+"""Faces in photos: OpenCV's bundled Haar cascade -> 48x48 faces -> annotated PNG.
+
+OpenCV (opencv-python-headless < 5, which still bundles the cascades) is imported only here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import ImageError, resize_face, to_gray_u8
+
+
+@dataclass
+class DetectedFace:
+    box: tuple[int, int, int, int]   # x, y, w, h in the photo
+    face: np.ndarray                 # uint8 48x48
+
+
+def _cascade():
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImageError(f"face detection needs OpenCV (pip install 'opencv-python-headless<5'): {e}") from None
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    if not path.exists():
+        raise ImageError(f"OpenCV {cv2.__version__} ships no Haar cascades ({path}); install opencv-python-headless<5")
+    return cv2.CascadeClassifier(str(path))
+
+
+def load_photo(path: str | Path):
+    """Photo file -> (PIL RGB image for drawing, uint8 grayscale array)."""
+    from PIL import Image, UnidentifiedImageError
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray, _ = to_gray_u8(im)
+            rgb = im.convert("RGB") if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F") else Image.fromarray(gray).convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+    return rgb, gray
+
+
+def detect_faces(gray: np.ndarray, min_size: int = 30, margin: float = 0.1) -> list[DetectedFace]:
+    """All frontal faces, largest first, each cropped square with a small margin and resized to 48x48."""
+    boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
+    out = []
+    h_img, w_img = gray.shape
+    for x, y, w, h in sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3]):
+        m = int(round(margin * w))
+        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w_img, x + w + m), min(h_img, y + h + m)
+        face, _ = resize_face(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+        out.append(DetectedFace((x, y, w, h), face))
+    return out
+
+
+def annotate(rgb_image, faces: list[DetectedFace], labels: list[str], path: str | Path) -> Path:
+    """Draw a box and label per face; write a PNG."""
+    from PIL import ImageDraw
+    img = rgb_image.copy()
+    draw = ImageDraw.Draw(img)
+    width = max(2, img.width // 200)
+    for f, label in zip(faces, labels):
+        x, y, w, h = f.box
+        draw.rectangle([x, y, x + w, y + h], outline=(255, 40, 40), width=width)
+        tx, ty = x, max(0, y - 14)
+        tw = draw.textlength(label)
+        draw.rectangle([tx, ty, tx + tw + 6, ty + 13], fill=(255, 40, 40))
+        draw.text((tx + 3, ty), label, fill=(255, 255, 255))
+    path = Path(path)
+    img.save(path, format="PNG")
+    return path

@@ -12,4 +12,6 @@ from bootstrap import REPO, ensure_env  # noqa: E402
 ensure_env()
 import pytest  # noqa: E402
 
-sys.exit(pytest.main(["-q", str(REPO / "tests"), *sys.argv[1:]]))
+args = sys.argv[1:]
+paths = [a for a in args if not a.startswith("-")]
+sys.exit(pytest.main(["-q", *([] if paths else [str(REPO / "tests")]), *args]))

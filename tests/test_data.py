@@ -13,7 +13,6 @@ from bdnn import data
 from bdnn.data import CLASS_NAMES, FACE_SIZE, SPLITS, DataError, FER2013, load_fer2013
 
 NPIX = FACE_SIZE * FACE_SIZE
-REAL_NPZ = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013.npz"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -404,9 +403,8 @@ def test_load_writes_nothing(tmp_path):
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not REAL_NPZ.is_file(), reason=f"real FER2013 npz not present at {REAL_NPZ}")
-def test_real_npz_counts():
-    d = load_fer2013(REAL_NPZ)
+def test_real_npz_counts(fer):
+    d = fer  # the shared FER2013 (conftest: required under CI, skipped with the reason elsewhere)
     assert d.counts() == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
     assert len(d) == 35887
     assert d.labels[0] == 0 and d.usage[0] == 0

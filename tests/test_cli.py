@@ -9,7 +9,7 @@ from bdnn.arch import ArchSpec
 from bdnn.cli import main
 from bdnn.data import CLASS_NAMES
 from bdnn.nn import save_artifact
-from conftest import calibrated_model
+from conftest import REPO, calibrated_model
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,42 @@ def test_finn_sim_backend_agrees_with_brevitas(tmp_path, tiny_model, capsys, fin
     assert main(["predict", str(good[0]), "--model", str(other), "--backend", "finn-sim",
                  "--hw-graph", str(fe.hw_graph)]) == 2
     assert "built from another model" in capsys.readouterr().err
+
+
+def test_detect_faces_in_a_photo_writes_an_annotated_png(tmp_path, tiny_model, capsys):
+    photo = REPO / "notebooks" / "data" / "astronaut.jpg"
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(blank)
+    rc = main(["predict", str(blank), str(photo), "--model", str(tiny_model), "--detect", "--out-dir", str(tmp_path), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "wall.png: no face detected" in cap.err
+    faces = [json.loads(line) for line in cap.out.splitlines()]
+    assert len(faces) == 1 and faces[0]["label"] in CLASS_NAMES
+    x, y, w, h = faces[0]["box"]
+    assert 150 < x < 200 and 40 < y < 90 and w > 60           # the astronaut's face
+    png = tmp_path / "astronaut.annotated.png"
+    assert Image.open(png).size == (512, 512)
+
+
+def test_pynq_backend_off_the_board_is_a_clear_error(tiny_model, capsys):
+    from bdnn.backends import BACKENDS
+    assert set(BACKENDS) == {"cpu", "brevitas", "finn-sim", "pynq"}
+    assert main(["evaluate", "--model", str(tiny_model), "--backend", "pynq", "--limit", "2"]) == 2
+    assert "runs on a PYNQ board" in capsys.readouterr().err
+
+
+def test_throughput_reports_where_the_time_goes(tiny_model, capsys, fer):
+    assert main(["throughput", "--model", str(tiny_model), "--faces", "40"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["faces"] == 40 and r["faces_per_s"] > 0 and set(r["seconds"]) == {"preprocess", "compute", "combine"}
+
+
+@pytest.mark.parametrize("backend", ["cpu", "brevitas"])
+def test_backends_share_one_interface(tiny_model, private_crops, backend):
+    from bdnn.backends import get_backend
+    crops, _ = private_crops
+    b = get_backend(backend, tiny_model)
+    s = b.crop_scores(crops[:10].reshape(2, 5, 42, 42))
+    assert s.shape == (2, 5, 7)
+    ref = get_backend("brevitas", tiny_model).crop_scores(crops[:10])
+    assert np.abs(s.reshape(10, 7) - ref).max() < 1e-4

@@ -42,6 +42,25 @@ def env_ready() -> bool:
     return _python().exists() and _stamp().exists() and _stamp().read_text().strip() == _recipe_hash()
 
 
+SYSTEM_TOOLS = {"verilator": "verilator"}  # command -> Debian package (RTL lint of FINN's output)
+
+
+def ensure_system_tools() -> None:
+    """Install the Debian tools the checks use, when we can (root with apt-get); else say so."""
+    import shutil
+    missing = [pkg for cmd, pkg in SYSTEM_TOOLS.items() if shutil.which(cmd) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print(f"bootstrap: apt-get install {' '.join(missing)}", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        print(f"bootstrap: note: install {' '.join(missing)} (e.g. sudo apt-get install {' '.join(missing)}) "
+              "for the RTL lint", flush=True)
+
+
 def install() -> None:
     if not _python().exists():
         print(f"bootstrap: creating {VENV}", flush=True)
@@ -64,6 +83,7 @@ def ensure_env() -> None:
     """Install .venv if missing or stale, then make sure this process runs inside it."""
     if not env_ready():
         install()
+    ensure_system_tools()
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(_python()), [str(_python()), *sys.argv])
 
@@ -73,3 +93,4 @@ if __name__ == "__main__":
         print(f"bootstrap: {VENV} is up to date")
     else:
         install()
+    ensure_system_tools()

@@ -25,13 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(arch: str, argv=None):
     p = argparse.ArgumentParser(prog=f"build_{arch}.py", description=f"Compile {arch.upper()} with FINN for PYNQ-Z2/Ultra96.")
     p.add_argument("--board", default="all", help="pynq-z2 | ultra96 | all (default: all)")
-    p.add_argument("--target-fps", type=int, default=None, help="target crops/s for FINN's folding (default: per board)")
+    p.add_argument("--target-fps", type=int, default=None,
+                   help="FINN folding target in crops/s (default: search the fastest folding that fits each board)")
     p.add_argument("--model", "--checkpoint", dest="model", default=str(REPO / "models" / arch),
                    help=f"model folder or model.npz (default: models/{arch})")
     p.add_argument("--out", default=str(REPO / "build" / arch), help=f"output folder (default: build/{arch})")
     p.add_argument("--verify-crops", type=int, default=5, help="PrivateTest crops to check bit-exactly (0: skip)")
     p.add_argument("--data", default=None, help="FER2013 npz/csv/folder (default: $FER2013_PATH or ../shared)")
-    p.add_argument("--folding-config", default=None, help="FINN folding JSON (overrides --target-fps)")
+    p.add_argument("--folding-config", default=None,
+                   help="role-keyed folding/placement JSON (default: hw/folding/<arch>_<board>.json if present)")
+    p.add_argument("--no-codegen", action="store_true", help="skip HLS/RTL code generation and the Verilator lint")
     return p.parse_args(argv)
 
 
@@ -46,6 +49,69 @@ def verification_crops(n: int, data_path) -> tuple[np.ndarray, str]:
     except DataError as e:
         print(f"note: FER2013 not available ({e}); verifying on random uint8 crops instead")
         return np.random.default_rng(0).integers(0, 256, (n, 42, 42), dtype=np.uint8), "random uint8"
+
+
+def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) -> dict:
+    """Folding + placement, estimates, codegen + RTL lint, Vivado stages when present; summary."""
+    from . import finn_env
+    from .flow import run_codegen_and_lint, run_estimates, search_max_fps, write_json_atomic
+    from .folding import board_config_path, load_role_config
+    from .report import board_report, plot_layers
+    (bdir / "summary.json").unlink(missing_ok=True)  # never leave a stale summary behind
+    shutil.rmtree(bdir / "report", ignore_errors=True)
+    cfg_path = Path(a.folding_config) if a.folding_config else board_config_path(art.spec.name, board.key)
+    role_cfg = load_role_config(cfg_path) if cfg_path.exists() else None
+    if a.target_fps:
+        target, searched = a.target_fps, False
+        print(f"[3/3] {board.key}: folding for {target} crops/s (FINN SetFolding"
+              f"{' + ' + cfg_path.name if role_cfg else ''}) and estimates")
+    else:
+        print(f"[3/3] {board.key}: searching the fastest folding that fits"
+              f"{' with placement ' + cfg_path.name if role_cfg else ''}")
+        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names)
+        searched = True
+    est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names)
+    lint = {"ran": False, "reason": "--no-codegen"}
+    if not a.no_codegen:
+        print(f"      {board.key}: HLS/RTL code generation and Verilator lint")
+        lint = run_codegen_and_lint(bdir / "folded_hw_graph.onnx", board, bdir)
+        if lint.get("ran"):
+            print(f"      lint: {lint['units']} RTL units, {lint['errors']} errors, {lint['waived_errors']} waived")
+    vivado = None
+    if finn_env.vivado_available():
+        from .flow import run_vivado_stages
+        golden_in, golden_out = golden_vectors(fe, a.data)
+        vivado = run_vivado_stages(bdir / "folded_hw_graph.onnx", board, bdir, golden_in, golden_out)
+        missing = "none" if vivado["rtlsim_passed"] else "stitched-IP rtlsim verification did not pass (see verification_output/)"
+    else:
+        missing = ("IP/stitched IP, rtlsim, bitfile, PYNQ driver and deployment package: "
+                   + finn_env.vivado_missing_reason())
+    summary = {
+        "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
+        "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched,
+        "role_config": str(cfg_path.relative_to(REPO)) if role_cfg and cfg_path.is_relative_to(REPO) else (str(cfg_path) if role_cfg else None),
+        "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
+        "lut_limit": board.lut_limit, "bram_limit": board.bram_limit,
+        **{k: v for k, v in est.items() if k != "layers"},
+        "bit_exact_crops": verification["crops"], "bit_exact_mismatches": verification["mismatches"],
+        "bit_exact_source": verification["source"], "rtl_lint": {k: v for k, v in lint.items() if k != "failed_units"},
+        "throughput_target_crops_per_s": board.default_target_crops_per_s,
+        "meets_target": bool(est["fits"] and est["est_crops_per_s"] >= board.default_target_crops_per_s),
+        "vivado": vivado, "missing_outputs": missing, "layers": est["layers"],
+    }
+    write_deploy_files(fe, bdir / "deploy")
+    (bdir / "report.md").write_text(board_report(summary))
+    plot_layers(summary, bdir / "layers.png")
+    write_json_atomic(bdir / "summary.json", summary)
+    return summary
+
+
+def golden_vectors(fe, data_path) -> tuple[np.ndarray, np.ndarray]:
+    """One real crop (NHWC uint8) and the classifier popcounts FINN's HW graph gives for it."""
+    from .flow import exec_graph
+    crops, _ = verification_crops(1, data_path)
+    x = crops[:1, :, :, None].astype(np.float32)
+    return x, exec_graph(fe.hw_graph, x)
 
 
 def write_deploy_files(fe, deploy: Path) -> None:
@@ -81,7 +147,7 @@ def main(arch: str, argv=None) -> int:
 
     from . import finn_env
     finn_env.ensure_finn(out / "finn_tmp")
-    from .flow import run_estimates, run_frontend, verify_stages, write_json_atomic
+    from .flow import run_frontend, verify_stages, write_json_atomic
 
     t0 = time.time()
     print(f"[1/3] {art.spec.name}: QONNX export and FINN front end -> {out / 'frontend'}")
@@ -99,34 +165,9 @@ def main(arch: str, argv=None) -> int:
         print("[2/3] bit-exact check skipped (--verify-crops 0)")
 
     rows = []
+    layer_names = art.layer_names()
     for board in boards:
-        bdir = out / board.key
-        (bdir / "summary.json").unlink(missing_ok=True)  # never leave a stale summary behind
-        shutil.rmtree(bdir / "report", ignore_errors=True)
-        target = a.target_fps or board.default_target_crops_per_s
-        print(f"[3/3] {board.key}: folding for {target} crops/s and FINN estimates")
-        est = run_estimates(fe.hw_graph, board, bdir, target, Path(a.folding_config) if a.folding_config else None)
-        if finn_env.vivado_available():
-            missing = "none (Vivado present: run the Vivado stages with the Docker build environment)"
-        else:
-            missing = ("IP/stitched IP, rtlsim, bitfile, PYNQ driver and deployment package: "
-                       + finn_env.vivado_missing_reason())
-        summary = {
-            "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
-            "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target,
-            "lut": est["lut"], "bram36": est["bram36"], "dsp": est["dsp"],
-            "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
-            "lut_util": est["lut_util"], "bram36_util": est["bram36_util"], "fits": est["fits"],
-            "est_crops_per_s": est["est_crops_per_s"], "est_faces_per_s": est["est_faces_per_s"],
-            "bottleneck_layer": est["bottleneck_layer"], "est_latency_us": est["est_latency_us"],
-            "bit_exact_crops": verification["crops"], "bit_exact_mismatches": verification["mismatches"],
-            "bit_exact_source": verification["source"],
-            "missing_outputs": missing, "layers": est["layers"],
-        }
-        write_deploy_files(fe, bdir / "deploy")
-        write_json_atomic(bdir / "summary.json", summary)
-        rows.append(summary)
-
+        rows.append(build_board(a, art, fe, board, layer_names, verification, out / board.key))
     print(f"\n{'board':<9} {'LUT':>14} {'BRAM36':>14} {'DSP':>5} {'fits':>5} {'crops/s':>9} {'faces/s':>8}  bottleneck")
     for s in rows:
         print(f"{s['board']:<9} {s['lut']:>7} ({s['lut_util']:>4.0%}) {s['bram36']:>7.1f} ({s['bram36_util']:>4.0%})"

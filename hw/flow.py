@@ -30,7 +30,7 @@ from finn.builder.build_dataflow_config import (  # noqa: E402
 )
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
-from .steps import step_bdnn_host_io, step_bdnn_streamline  # noqa: E402
+from .steps import step_bdnn_hls_simd_floor, step_bdnn_host_io, step_bdnn_streamline  # noqa: E402
 from .transforms import HOST_AFFINE_KEY  # noqa: E402
 
 MODEL_SHA_KEY = "bdnn_model_sha256"
@@ -132,12 +132,61 @@ def run_frontend(model_dir: Path, work: Path, progress: bool = True) -> Frontend
 
 
 # -- estimates per board -------------------------------------------------------------------------
+def step_apply_role_config(role_cfg: dict, layer_names: list[str]):
+    """A build step applying a role-keyed folding/placement config (see folding.py) on top."""
+    def step(model, cfg):
+        from finn.transformation.general import ApplyConfig
+        from .folding import to_finn_config
+        return model.transform(ApplyConfig(to_finn_config(role_cfg, model, layer_names)))
+    step.__name__ = "step_apply_role_config"
+    return step
+
+
+def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
+    """Weight bytes streamed from DDR per crop by layers with mem_mode=external.
+
+    FINN streams an external weight matrix once per input vector: once per crop for an FC layer,
+    once per output pixel for a conv (which is why conv weights never go to DDR)."""
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    from .folding import node_roles
+    total = 0.0
+    for name, role in node_roles(model, layer_names).items():
+        if not role.endswith("/mvau"):
+            continue
+        inst = getCustomOp(model.get_node_from_name(name))
+        if inst.get_nodeattr("mem_mode") != "external":
+            continue
+        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+        vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
+        wbits = DataType[inst.get_nodeattr("weightDataType")].bitwidth()
+        total += mw * mh * wbits / 8.0 * vectors
+    return total
+
+
+DDR_EFFICIENCY = 0.7  # sustained fraction of the HP port's peak for long weight bursts
+
+
 def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | None,
-                  folding_config: Path | None = None, progress: bool = True) -> dict:
+                  role_cfg: dict | None = None, layer_names: list[str] | None = None,
+                  progress: bool = True) -> dict:
+    """Folding (FINN's SetFolding for ``target_fps``, then the role-keyed config on top) and
+    FINN's analytical estimates, plus the DDR bandwidth cap of external weights."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from .folding import node_roles
     out = Path(out)
-    cfg = make_cfg(out, board, target_fps, folding_config)
+    cfg = make_cfg(out, board, target_fps)
+    cfg.mvau_wwidth_max = 1024  # binary weights: allow wide SIMD (the 36-bit default caps 1-bit layers)
+    steps = [finn_steps.step_specialize_layers]
+    if target_fps:
+        steps.append(finn_steps.step_target_fps_parallelization)
+    if role_cfg:
+        steps.append(step_apply_role_config(role_cfg, layer_names))
+    steps += [step_bdnn_hls_simd_floor, finn_steps.step_minimize_bit_width, finn_steps.step_generate_estimate_reports]
     model = ModelWrapper(str(hw_graph))
-    for step in tqdm(ESTIMATE_STEPS, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress):
+    for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):
         model = step(model, cfg)
     model.save(str(out / "folded_hw_graph.onnx"))
     rep = out / "report"
@@ -149,17 +198,96 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     bram18 = sum(v.get("BRAM_18K", 0) for v in layers.values())
     dsp = sum(v.get("DSP", 0) for v in layers.values())
     bram36 = bram18 / 2.0
-    fps = float(perf["estimated_throughput_fps"])
+    finn_fps = float(perf["estimated_throughput_fps"])
+    ddr = ddr_bytes_per_crop(model, layer_names) if layer_names else 0.0
+    ddr_cap = (board.axi_port_width / 8 * board.fclk_mhz * 1e6 * DDR_EFFICIENCY / ddr) if ddr else float("inf")
+    fps = min(finn_fps, ddr_cap)
+    roles = node_roles(model, layer_names) if layer_names else {}
+    per_layer = {}
+    for k in layers:
+        inst = getCustomOp(model.get_node_from_name(k))
+        attrs = {}
+        for a in ("PE", "SIMD", "ram_style", "mem_mode"):
+            try:
+                attrs[a] = inst.get_nodeattr(a)
+            except Exception:
+                pass
+        per_layer[k] = {"role": roles.get(k), **attrs, "cycles": cycles.get(k), **res[k]}
+    bottleneck = perf.get("max_cycles_node_name")
     return {
         "lut": int(round(lut)), "bram36": bram36, "dsp": int(round(dsp)),
         "lut_util": lut / board.lut, "bram36_util": bram36 / board.bram36,
         "fits": bool(lut <= board.lut_limit * board.lut and bram36 <= board.bram_limit * board.bram36
                      and dsp <= board.dsp),
-        "est_crops_per_s": fps, "est_faces_per_s": fps / 5.0,
-        "bottleneck_layer": perf.get("max_cycles_node_name"), "max_cycles": perf.get("max_cycles"),
+        "est_crops_per_s": fps, "est_faces_per_s": fps / 5.0, "finn_est_crops_per_s": finn_fps,
+        "ddr_weight_bytes_per_crop": ddr, "ddr_cap_crops_per_s": None if ddr_cap == float("inf") else ddr_cap,
+        "bottleneck_layer": "DDR weight bandwidth" if ddr_cap < finn_fps else bottleneck,
+        "bottleneck_role": roles.get(bottleneck), "max_cycles": perf.get("max_cycles"),
         "est_latency_us": float(perf.get("estimated_latency_ns", 0.0)) / 1000.0,
-        "layers": {k: {**res[k], "cycles": cycles.get(k)} for k in layers},
+        "layers": per_layer,
     }
+
+
+def run_codegen_and_lint(folded_graph: Path, board: Board, out: Path) -> dict:
+    """FINN's HLS/RTL code generation (no Vivado needed) and a Verilator lint of the RTL."""
+    from .rtl_lint import lint_model, verilator
+    cfg = make_cfg(out, board)
+    model = finn_steps.step_hw_codegen(ModelWrapper(str(folded_graph)), cfg)
+    model.save(str(Path(out) / "codegen_hw_graph.onnx"))
+    if verilator() is None:
+        return {"ran": False, "reason": "verilator not installed (apt-get install verilator)"}
+    units = lint_model(model)
+    report = {"ran": True, "units": len(units), "files": sum(u["files"] for u in units),
+              "errors": sum(len(u["errors"]) for u in units), "waived_errors": sum(u["waived_errors"] for u in units),
+              "warnings": sum(u["warnings"] for u in units), "failed_units": [u for u in units if not u["ok"]]}
+    write_json_atomic(Path(out) / "rtl_lint.json", {**report, "all_units": units})
+    return report
+
+
+def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np.ndarray,
+                      golden_out: np.ndarray, progress: bool = True) -> dict:
+    """With Vivado 2024.2: IP, FIFO sizing, stitched IP verified in rtlsim against golden vectors,
+    bitfile, PYNQ driver settings and the deployment package. Never called without Vivado."""
+    from finn.builder.build_dataflow_config import VerificationStepType
+    out = Path(out)
+    np.save(out / "golden_input.npy", golden_in)          # raw uint8 crop, NHWC
+    np.save(out / "golden_expected_output.npy", golden_out)  # classifier popcounts
+    cfg = make_cfg(out, board)
+    cfg.generate_outputs = [DataflowOutputType.ESTIMATE_REPORTS, DataflowOutputType.STITCHED_IP,
+                            DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
+                            DataflowOutputType.DEPLOYMENT_PACKAGE]
+    cfg.verify_steps = [VerificationStepType.STITCHED_IP_RTLSIM]
+    cfg.verify_input_npy = str(out / "golden_input.npy")
+    cfg.verify_expected_output_npy = str(out / "golden_expected_output.npy")
+    cfg.save_intermediate_models = True
+    model = ModelWrapper(str(folded_graph))
+    done = []
+    for step in tqdm(VIVADO_STEPS, desc=f"{board.key}: Vivado stages", unit="step", disable=not progress):
+        model = step(model, cfg)
+        done.append(step.__name__)
+    ver = sorted((out / "verification_output").glob("*stitched_ip_rtlsim*")) if (out / "verification_output").exists() else []
+    return {"steps": done, "rtlsim_verification": [p.name for p in ver],
+            "rtlsim_passed": bool(ver) and all("SUCCESS" in p.name for p in ver)}
+
+
+def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],
+                   lo: int = 100, hi: int = 20000, steps: int = 8) -> tuple[int, dict]:
+    """Largest FINN target fps (geometric bisection) whose folding fits the board."""
+    best = None
+    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False)
+    if not est["fits"]:
+        return lo, est
+    best = (lo, est)
+    for _ in tqdm(range(steps), desc=f"{board.key}: searching the fastest folding that fits", unit="try", leave=False):
+        mid = int(round((lo * hi) ** 0.5))
+        if mid in (lo, hi):
+            break
+        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False)
+        if est["fits"]:
+            lo, best = mid, (mid, est)
+        else:
+            hi = mid
+    return best
 
 
 # -- verification ------------------------------------------------------------------------

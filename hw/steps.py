@@ -66,3 +66,17 @@ def step_bdnn_host_io(model, cfg):
     model = model.transform(MakeInputNHWC())
     model = model.transform(MoveOutputAffineToHost())
     return model
+
+
+def step_bdnn_hls_simd_floor(model, cfg):
+    """HLS MVAUs need SIMD >= MW/1024 (the synthesis assertion FINN's SetFolding does not
+    respect at low targets): raise SIMD to the smallest divisor of MW that satisfies it."""
+    from qonnx.custom_op.registry import getCustomOp
+    for n in model.graph.node:
+        if n.op_type != "MVAU_hls":
+            continue
+        inst = getCustomOp(n)
+        mw, simd = inst.get_nodeattr("MW"), inst.get_nodeattr("SIMD")
+        if simd * 1024 < mw:
+            inst.set_nodeattr("SIMD", next(d for d in range(-(-mw // 1024), mw + 1) if mw % d == 0))
+    return model

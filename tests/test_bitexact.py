@@ -22,11 +22,13 @@ def _check(report):
     assert report["mismatches"] == 0
 
 
-@pytest.mark.parametrize("dense", [True, False], ids=["dense-block", "plain-block"])
-def test_small_bdnn_is_bit_exact_through_finn(tmp_path, private_crops, finn_build_dir, dense):
+@pytest.mark.parametrize("dense,final_pool", [(True, 1), (False, 1), (True, 2)],
+                         ids=["dense-block", "plain-block", "dense-final-pool"])
+def test_small_bdnn_is_bit_exact_through_finn(tmp_path, private_crops, finn_build_dir, dense, final_pool):
     from bdnn_hw.flow import brevitas_reference, run_frontend, verify_stages
     crops, _ = private_crops
-    spec = ArchSpec("tiny-dense" if dense else "tiny-plain", (8, 16), dense=dense, fc_hidden=(32,))
+    spec = ArchSpec("tiny-dense" if dense else "tiny-plain", (8, 16), dense=dense, fc_hidden=(32,),
+                    final_pool=final_pool)
     save_artifact(calibrated_model(spec, crops[:300]), tmp_path / "model.npz")
     fe = run_frontend(tmp_path, tmp_path / "frontend", progress=False)
     check = crops[:40]

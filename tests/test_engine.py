@@ -13,11 +13,11 @@ from conftest import REPO, calibrated_model
 SHIPPED = REPO / "models" / "bdnn4"
 
 
-@pytest.mark.parametrize("dense", [True, False], ids=["dense", "plain"])
-def test_engine_matches_brevitas_on_small_models(tmp_path, private_crops, dense):
+@pytest.mark.parametrize("dense,final_pool", [(True, 1), (False, 1), (True, 2)], ids=["dense", "plain", "final-pool"])
+def test_engine_matches_brevitas_on_small_models(tmp_path, private_crops, dense, final_pool):
     from bdnn_hw.flow import brevitas_reference
     crops, _ = private_crops
-    spec = ArchSpec("tiny", (8, 16), dense=dense, fc_hidden=(32,))
+    spec = ArchSpec("tiny", (8, 16), dense=dense, fc_hidden=(32,), final_pool=final_pool)
     save_artifact(calibrated_model(spec, crops[:300]), tmp_path / "model.npz")
     scores, acc = brevitas_reference(tmp_path, crops)
     got = Engine(load(tmp_path)).accumulators(crops)

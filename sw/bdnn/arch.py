@@ -32,6 +32,9 @@ class ArchSpec:
     kernel: int = 3
     pad: int = 1
     pool: int = 2
+    # hardware-aware variants: an extra max-pool after the last block (e.g. 2 turns BDNN4's 2x2 map
+    # into a global max-pool, shrinking FC1 by 4x); 1 = none, as in the paper
+    final_pool: int = 1
 
     def __post_init__(self):
         if not self.block_channels:
@@ -56,8 +59,8 @@ class ArchSpec:
         return size
 
     def feature_size(self) -> int:
-        """Spatial size after the last pool."""
-        return self.block_in_size(len(self.block_channels))
+        """Spatial size after the last pool (and the optional final pool)."""
+        return self.block_in_size(len(self.block_channels)) // self.final_pool
 
     def flat_features(self) -> int:
         return self.block_out_channels(len(self.block_channels) - 1) * self.feature_size() ** 2
@@ -103,6 +106,9 @@ ARCHS: dict[str, ArchSpec] = {
     "bdnn3": ArchSpec("bdnn3", (64, 128, 256)),
     "bdnn4": ArchSpec("bdnn4", (64, 128, 256, 512)),
     "bcnn4": ArchSpec("bcnn4", (64, 128, 256, 512), dense=False),
+    # hardware-aware variant for PYNQ-Z2 (4.9 Mbit of BRAM): block 4 at 256 channels and a global
+    # max-pool before FC1 (2048 -> 512 inputs); accuracy to be measured with the project's trainer
+    "bdnn4-hw": ArchSpec("bdnn4-hw", (64, 128, 256, 256), final_pool=2),
 }
 
 

@@ -144,6 +144,13 @@ def bin_conv_sign(x: np.ndarray, wt: np.ndarray, k: int, pad: int, ktot: int, th
     return out.view(bool)
 
 
+def _or_pool(y: np.ndarray, p: int) -> np.ndarray:
+    """p x p max-pool (floor) of +-1 activations held as bools: an OR."""
+    n, h, w, c = y.shape
+    h2, w2 = h // p, w // p
+    return y[:, :h2 * p, :w2 * p].reshape(n, h2, p, w2, p, c).any(axis=(2, 4))
+
+
 class Engine:
     """Integer inference of a BDNN artifact; ``accumulators`` and ``crop_scores`` on uint8 crops."""
 
@@ -207,10 +214,9 @@ class Engine:
                 a1 = bin_conv_sign(pack_bits(x), l1["w_bits"], k, pad, l1["ktot"], l1["thr"])
             a2 = bin_conv_sign(pack_bits(a1), l2["w_bits"], k, pad, l2["ktot"], l2["thr"])
             y = np.concatenate([a1, a2], axis=-1) if spec.dense else a2
-            n, h, w, c = y.shape
-            p = spec.pool
-            h2, w2 = h // p, w // p
-            x = y[:, :h2 * p, :w2 * p].reshape(n, h2, p, w2, p, c).any(axis=(2, 4))  # max of +-1 = OR
+            x = _or_pool(y, spec.pool)  # max of +-1 = OR
+        if spec.final_pool > 1:
+            x = _or_pool(x, spec.final_pool)
         x = x.reshape(len(x), -1)
         for layer in it:
             xb = pack_bits(x)[:, None, None, :]

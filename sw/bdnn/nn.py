@@ -69,6 +69,7 @@ class BDNN(nn.Module):
         self.fcs = nn.ModuleList(binary_linear(fin, fout) for _, fin, fout in fcs)
         self.fc_bns = nn.ModuleList(nn.BatchNorm1d(fout) for _, _, fout in fcs)
         self.fc_acts = nn.ModuleList(sign_act() for _ in fcs[:-1])
+        self.final_pool = nn.MaxPool2d(spec.final_pool) if spec.final_pool > 1 else nn.Identity()
         for m in self.modules():  # small latent weights: signs can flip early in training
             if isinstance(m, (QuantConv2d, QuantLinear)):
                 nn.init.uniform_(m.weight, -0.1, 0.1)
@@ -78,7 +79,7 @@ class BDNN(nn.Module):
         x = normalize(F.pad(pixels, [self.spec.pad] * 4, value=0.0))
         for i, block in enumerate(self.blocks):
             x = block(x, already_padded=(i == 0))
-        x = torch.flatten(x, 1)
+        x = torch.flatten(self.final_pool(x), 1)
         for j, (fc, bn) in enumerate(zip(self.fcs, self.fc_bns)):
             x = bn(fc(x))
             if j < len(self.fc_acts):

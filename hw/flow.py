@@ -44,14 +44,6 @@ FRONTEND_STEPS = [
     ("hw_layers", finn_steps.step_convert_to_hw),
     ("dataflow_partition", finn_steps.step_create_dataflow_partition),
 ]
-# Per board: folding and FINN's analytical estimates (no Vivado needed).
-ESTIMATE_STEPS = [
-    finn_steps.step_specialize_layers,
-    finn_steps.step_target_fps_parallelization,
-    finn_steps.step_apply_folding_config,
-    finn_steps.step_minimize_bit_width,
-    finn_steps.step_generate_estimate_reports,
-]
 # Per board, Vivado only.
 VIVADO_STEPS = [
     finn_steps.step_hw_codegen,

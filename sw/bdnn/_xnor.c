@@ -13,6 +13,31 @@
 
 static inline int popcount64(uint64_t v) { return __builtin_popcountll(v); }
 
+/* The k x k window at output (i, j) of image b, pixels outside the image as zero words (-1). */
+static inline void gather_patch(const uint64_t *x, int b, int h, int w, int cw, int k, int pad, int i, int j,
+                                uint64_t *patch)
+{
+    uint64_t *p = patch;
+    for (int ki = 0; ki < k; ++ki) {
+        const int r = i + ki - pad;
+        for (int kj = 0; kj < k; ++kj, p += cw) {
+            const int c = j + kj - pad;
+            if (r < 0 || r >= h || c < 0 || c >= w)
+                memset(p, 0, sizeof(uint64_t) * (size_t)cw);
+            else
+                memcpy(p, x + (((size_t)b * h + r) * w + c) * cw, sizeof(uint64_t) * (size_t)cw);
+        }
+    }
+}
+
+static inline int mismatches(const uint64_t *patch, const uint64_t *wq, int plen)
+{
+    int m = 0;
+    for (int t = 0; t < plen; ++t)
+        m += popcount64(patch[t] ^ wq[t]);
+    return m;
+}
+
 void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt, int cout, int k,
               int pad, int32_t *out)
 {
@@ -25,25 +50,10 @@ void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt
         for (int b = 0; b < n; ++b) {
             for (int i = 0; i < oh; ++i) {
                 for (int j = 0; j < ow; ++j) {
-                    uint64_t *p = patch;
-                    for (int ki = 0; ki < k; ++ki) {
-                        const int r = i + ki - pad;
-                        for (int kj = 0; kj < k; ++kj, p += cw) {
-                            const int c = j + kj - pad;
-                            if (r < 0 || r >= h || c < 0 || c >= w)
-                                memset(p, 0, sizeof(uint64_t) * (size_t)cw);
-                            else
-                                memcpy(p, x + (((size_t)b * h + r) * w + c) * cw, sizeof(uint64_t) * (size_t)cw);
-                        }
-                    }
+                    gather_patch(x, b, h, w, cw, k, pad, i, j, patch);
                     int32_t *o = out + (((size_t)b * oh + i) * ow + j) * cout;
-                    for (int q = 0; q < cout; ++q) {
-                        const uint64_t *wq = wt + (size_t)q * plen;
-                        int m = 0;
-                        for (int t = 0; t < plen; ++t)
-                            m += popcount64(patch[t] ^ wq[t]);
-                        o[q] = m;
-                    }
+                    for (int q = 0; q < cout; ++q)
+                        o[q] = mismatches(patch, wt + (size_t)q * plen, plen);
                 }
             }
         }
@@ -66,25 +76,10 @@ void bin_conv_sign(const uint64_t *x, int n, int h, int w, int cw, const uint64_
         for (int b = 0; b < n; ++b) {
             for (int i = 0; i < oh; ++i) {
                 for (int j = 0; j < ow; ++j) {
-                    uint64_t *p = patch;
-                    for (int ki = 0; ki < k; ++ki) {
-                        const int r = i + ki - pad;
-                        for (int kj = 0; kj < k; ++kj, p += cw) {
-                            const int c = j + kj - pad;
-                            if (r < 0 || r >= h || c < 0 || c >= w)
-                                memset(p, 0, sizeof(uint64_t) * (size_t)cw);
-                            else
-                                memcpy(p, x + (((size_t)b * h + r) * w + c) * cw, sizeof(uint64_t) * (size_t)cw);
-                        }
-                    }
+                    gather_patch(x, b, h, w, cw, k, pad, i, j, patch);
                     uint8_t *o = out + (((size_t)b * oh + i) * ow + j) * cout;
-                    for (int q = 0; q < cout; ++q) {
-                        const uint64_t *wq = wt + (size_t)q * plen;
-                        int m = 0;
-                        for (int t = 0; t < plen; ++t)
-                            m += popcount64(patch[t] ^ wq[t]);
-                        o[q] = (uint8_t)(dir[q] * (ktot - 2 * m) >= thr[q]);
-                    }
+                    for (int q = 0; q < cout; ++q)
+                        o[q] = (uint8_t)(dir[q] * (ktot - 2 * mismatches(patch, wt + (size_t)q * plen, plen)) >= thr[q]);
                 }
             }
         }

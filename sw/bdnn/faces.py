@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageError, resize_face, to_gray_u8
+from .images import ImageError, open_image, resize_face, to_gray_u8
 
 
 @dataclass
@@ -31,21 +31,10 @@ def _cascade():
 
 def load_photo(path: str | Path):
     """Photo file -> (PIL RGB image for drawing, uint8 grayscale array)."""
-    from PIL import Image, UnidentifiedImageError
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            gray, _ = to_gray_u8(im)
-            rgb = im.convert("RGB") if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F") else Image.fromarray(gray).convert("RGB")
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+    from PIL import Image
+    im = open_image(path)
+    gray, _ = to_gray_u8(im)
+    rgb = Image.fromarray(gray).convert("RGB") if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") else im.convert("RGB")
     return rgb, gray
 
 

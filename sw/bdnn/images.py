@@ -32,12 +32,8 @@ def to_gray_u8(img) -> tuple[np.ndarray, list[str]]:
     return np.asarray(img, dtype=np.uint8), notes
 
 
-def load_face(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Read an image file as a 48x48 uint8 face (the whole image is the face).
-
-    Returns the face and human-readable notes on conversions (mode, resize). Raises ImageError
-    with the file name for missing, empty, truncated, non-image or too small files.
-    """
+def open_image(path: str | Path):
+    """Fully decoded PIL image; ImageError naming the file if missing, empty, truncated or not an image."""
     from PIL import Image, UnidentifiedImageError
     path = Path(path)
     if not path.is_file():
@@ -47,11 +43,20 @@ def load_face(path: str | Path) -> tuple[np.ndarray, list[str]]:
     try:
         with Image.open(path) as im:
             im.load()
-            gray, notes = to_gray_u8(im)
+            return im.copy()
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def load_face(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Read an image file as a 48x48 uint8 face (the whole image is the face).
+
+    Returns the face and human-readable notes on conversions (mode, resize). Raises ImageError
+    with the file name for missing, empty, truncated, non-image or too small files.
+    """
+    gray, notes = to_gray_u8(open_image(path))
     return resize_face(gray, notes, str(path))
 
 

@@ -270,6 +270,14 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
                  "rng": rng_state(np_rng), "history": history, "best": best}
         if improved:
             save_checkpoint(out / "best.pt", state)
+            try:
+                from .combine import combine_scores
+                from .plots import confusion_matrix, plot_confusion
+                cm = confusion_matrix(val_y, combine_scores(val_scores, "mean").argmax(1), len(CLASS_NAMES))
+                plot_confusion(cm, CLASS_NAMES, out / "confusion_matrix.png",
+                               f"{cfg.arch} epoch {epoch + 1}, PublicTest five-crop mean {rec['val_acc_fivecrop_mean']:.2%}")
+            except Exception as e:  # a plot is never a reason to lose a run
+                print(f"warning: confusion-matrix plot failed: {e}")
             save_artifact(model, out / "model.npz", meta={"epoch": epoch + 1, "config": asdict(cfg)})
         save_checkpoint(last, state)
         (out / "metrics.json").write_text(json.dumps(history, indent=2))

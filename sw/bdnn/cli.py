@@ -11,7 +11,8 @@ from pathlib import Path
 def _add_train(sub):
     from .train import TrainConfig  # noqa: F401  (imported lazily at run time too)
     p = sub.add_parser("train", help="train a BDNN/BCNN on FER2013 (selects on PublicTest)")
-    p.add_argument("--arch", default="bdnn4", help="bdnn2 | bdnn3 | bdnn4 | bcnn4")
+    from .arch import ARCHS
+    p.add_argument("--arch", default="bdnn4", help=" | ".join(ARCHS))
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, plots, model.npz)")
     p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")

@@ -75,9 +75,9 @@ Binarized {'dense ' if art.spec.dense else ''}CNN, blocks {list(art.spec.block_c
 - Trained on FER2013 Training; epoch {best_epoch} of {len(history)} run ({cfg.get('epochs')} planned), the best on PublicTest five-crop mean accuracy.
 - Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')},
   augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}, bf16 training; {card['train_hours']} h on 2 CPU cores.
-- Accuracies measured in fp32 (bit-exact with the FINN graph). PrivateTest recall per class:
+- Accuracies measured exactly (integer engine, bit-exact with Brevitas fp32 and the FINN graph). PrivateTest recall per class:
   {', '.join(f'{k} {v:.1%}' for k, v in priv['per_class_recall'].items())}.
-- Reproduce: `{card['reproduce']}`{f' --stop-after {len(history)}' if len(history) < (cfg.get('epochs') or 0) else ''}, then `bdnn ship RUN models/{art.spec.name}`.
+- Reproduce: `{card['reproduce']}{f' --stop-after {len(history)}' if len(history) < (cfg.get('epochs') or 0) else ''}`, then `bdnn ship RUN models/{art.spec.name}`.
 
 Files: `model.npz` (bit-packed weights + norm parameters), `card.json`, `learning_curve.png`, `confusion_matrix.png`.
 """)

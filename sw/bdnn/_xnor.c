@@ -38,8 +38,9 @@ static inline int mismatches(const uint64_t *patch, const uint64_t *wq, int plen
     return m;
 }
 
-void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt, int cout, int k,
-              int pad, int32_t *out)
+/* One loop nest for both entry points: counts (thr == NULL) or thresholded bits. */
+static void conv_core(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt, int cout, int k,
+                      int pad, int ktot, const int32_t *thr, const int8_t *dir, int32_t *counts, uint8_t *bits)
 {
     const int oh = h + 2 * pad - k + 1, ow = w + 2 * pad - k + 1;
     const int plen = k * k * cw;
@@ -51,14 +52,25 @@ void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt
             for (int i = 0; i < oh; ++i) {
                 for (int j = 0; j < ow; ++j) {
                     gather_patch(x, b, h, w, cw, k, pad, i, j, patch);
-                    int32_t *o = out + (((size_t)b * oh + i) * ow + j) * cout;
-                    for (int q = 0; q < cout; ++q)
-                        o[q] = mismatches(patch, wt + (size_t)q * plen, plen);
+                    const size_t o = (((size_t)b * oh + i) * ow + j) * cout;
+                    for (int q = 0; q < cout; ++q) {
+                        const int m = mismatches(patch, wt + (size_t)q * plen, plen);
+                        if (thr)
+                            bits[o + q] = (uint8_t)(dir[q] * (ktot - 2 * m) >= thr[q]);
+                        else
+                            counts[o + q] = m;
+                    }
                 }
             }
         }
         free(patch);
     }
+}
+
+void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt, int cout, int k,
+              int pad, int32_t *out)
+{
+    conv_core(x, n, h, w, cw, wt, cout, k, pad, 0, NULL, NULL, out, NULL);
 }
 
 /* The same convolution followed by BatchNorm+sign as integer thresholds: the +-1 dot product is
@@ -67,22 +79,5 @@ void bin_conv(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt
 void bin_conv_sign(const uint64_t *x, int n, int h, int w, int cw, const uint64_t *wt, int cout, int k,
                    int pad, int ktot, const int32_t *thr, const int8_t *dir, uint8_t *out)
 {
-    const int oh = h + 2 * pad - k + 1, ow = w + 2 * pad - k + 1;
-    const int plen = k * k * cw;
-#pragma omp parallel
-    {
-        uint64_t *patch = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)plen);
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < n; ++b) {
-            for (int i = 0; i < oh; ++i) {
-                for (int j = 0; j < ow; ++j) {
-                    gather_patch(x, b, h, w, cw, k, pad, i, j, patch);
-                    uint8_t *o = out + (((size_t)b * oh + i) * ow + j) * cout;
-                    for (int q = 0; q < cout; ++q)
-                        o[q] = (uint8_t)(dir[q] * (ktot - 2 * mismatches(patch, wt + (size_t)q * plen, plen)) >= thr[q]);
-                }
-            }
-        }
-        free(patch);
-    }
+    conv_core(x, n, h, w, cw, wt, cout, k, pad, ktot, thr, dir, NULL, out);
 }

@@ -58,7 +58,7 @@ class BrevitasBackend(Backend):
         self.batch = batch
 
     def _scores(self, crops):
-        from .train import predict_scores
+        from .nn import predict_scores
         return predict_scores(self.net, crops, self.batch)
 
 

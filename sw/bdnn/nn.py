@@ -15,7 +15,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from torch import nn
 
-from .arch import ArchSpec
+from .arch import CROP_SIZE, ArchSpec
 from .preprocess import normalize
 
 
@@ -92,6 +92,19 @@ class BDNN(nn.Module):
         for m in self.modules():
             if isinstance(m, (QuantConv2d, QuantLinear)):
                 m.weight.clamp_(-1.0, 1.0)
+
+
+@torch.no_grad()
+def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str | None = None) -> np.ndarray:
+    """Exact fp32 eval scores for uint8 crops (..., 42, 42) -> (..., classes)."""
+    model.eval()
+    lead = crops.shape[:-2]
+    flat = crops.reshape(-1, 1, CROP_SIZE, CROP_SIZE)
+    out = []
+    from tqdm import tqdm
+    for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
+        out.append(model(torch.from_numpy(flat[i:i + batch].astype(np.float32))).numpy())
+    return np.concatenate(out).reshape(*lead, -1)
 
 
 # -- compact artifact <-> module ------------------------------------------------------------

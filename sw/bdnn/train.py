@@ -85,18 +85,6 @@ def sample_crops(faces: np.ndarray, rng: np.random.Generator, augment: str, flip
     return out
 
 
-@torch.no_grad()
-def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str | None = None) -> np.ndarray:
-    """Exact fp32 eval scores for uint8 crops (..., 42, 42) -> (..., classes)."""
-    model.eval()
-    lead = crops.shape[:-2]
-    flat = crops.reshape(-1, 1, CROP_SIZE, CROP_SIZE)
-    out = []
-    for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
-        out.append(model(torch.from_numpy(flat[i:i + batch].astype(np.float32))).numpy())
-    return np.concatenate(out).reshape(*lead, -1)
-
-
 def exact_scores(model: BDNN, crops: np.ndarray) -> np.ndarray:
     """Scores as the hardware computes them, via the bit-exact integer engine (fast, never bf16)."""
     from .artifact import Artifact

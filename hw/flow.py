@@ -138,7 +138,8 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
     """Weight bytes streamed from DDR per crop by layers with mem_mode=external.
 
     FINN streams an external weight matrix once per input vector: once per crop for an FC layer,
-    once per output pixel for a conv (which is why conv weights never go to DDR)."""
+    once per output pixel for a conv (so a conv in DDR costs its weights x pixels: a last resort
+    when BRAM cannot hold it at all)."""
     from qonnx.core.datatype import DataType
     from qonnx.custom_op.registry import getCustomOp
 
@@ -264,10 +265,14 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
 
 def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],
                    lo: int = 100, hi: int = 20000, steps: int = 8) -> tuple[int, dict]:
-    """Largest FINN target fps (geometric bisection) whose folding fits the board."""
-    best = None
+    """Largest FINN target fps (geometric bisection) whose folding fits the board. Once DDR weight
+    bandwidth caps throughput below what the folding computes, faster folding only costs LUTs, so
+    the search stops there."""
+    def ddr_bound(e):
+        return e["ddr_cap_crops_per_s"] is not None and e["finn_est_crops_per_s"] >= e["ddr_cap_crops_per_s"]
+
     est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False)
-    if not est["fits"]:
+    if not est["fits"] or ddr_bound(est):
         return lo, est
     best = (lo, est)
     for _ in tqdm(range(steps), desc=f"{board.key}: searching the fastest folding that fits", unit="try", leave=False):
@@ -277,6 +282,8 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False)
         if est["fits"]:
             lo, best = mid, (mid, est)
+            if ddr_bound(est):
+                break
         else:
             hi = mid
     return best

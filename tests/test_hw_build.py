@@ -37,6 +37,23 @@ def test_roles_survive_renumbering_and_map_back(shipped_frontend):
         to_finn_config({"block9.conv1/mvau": {"PE": 2}}, m, names)
 
 
+def test_a_conv_in_ddr_costs_its_weights_once_per_output_pixel(shipped_frontend, tmp_path):
+    from bdnn.arch import get_arch
+    from bdnn_hw.boards import get_board
+    from bdnn_hw.flow import DDR_EFFICIENCY, run_estimates
+    board = get_board("pynq-z2")
+    est = run_estimates(shipped_frontend.hw_graph, board, tmp_path, 100,
+                        {"block4.conv2/mvau": {"mem_mode": "external"}}, _bdnn4_layer_names(), progress=False)
+    spec = get_arch("bdnn4")
+    _, cin, cout, size = spec.conv_layers()[-1]
+    expected = cin * 9 * cout / 8 * size * size  # 1-bit weights, streamed for each of the 5x5 pixels
+    assert est["ddr_weight_bytes_per_crop"] == expected
+    cap = board.axi_port_width / 8 * board.fclk_mhz * 1e6 * DDR_EFFICIENCY / expected
+    assert est["ddr_cap_crops_per_s"] == pytest.approx(cap)
+    assert est["est_crops_per_s"] <= cap and est["bottleneck_layer"] == "DDR weight bandwidth"
+    assert est["layers"][next(k for k, v in est["layers"].items() if v["role"] == "block4.conv2/mvau")]["BRAM_18K"] == 0
+
+
 @pytest.fixture(scope="module")
 def bdnn4_codegen(shipped_frontend, tmp_path_factory):
     """FINN code generation of the shipped BDNN4 for both boards (the build's folding/placement)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -271,9 +272,19 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
     def ddr_bound(e):
         return e["ddr_cap_crops_per_s"] is not None and e["finn_est_crops_per_s"] >= e["ddr_cap_crops_per_s"]
 
+    def at_ddr_cap(target, est):
+        # the cheapest folding that still reaches the DDR cap (FINN folds for at least the target)
+        capped = max(1, math.ceil(est["ddr_cap_crops_per_s"]))
+        if capped >= target:
+            return target, est
+        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False)
+        return (capped, e) if e["fits"] else (target, est)
+
     est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False)
-    if not est["fits"] or ddr_bound(est):
+    if not est["fits"]:
         return lo, est
+    if ddr_bound(est):
+        return at_ddr_cap(lo, est)
     best = (lo, est)
     for _ in tqdm(range(steps), desc=f"{board.key}: searching the fastest folding that fits", unit="try", leave=False):
         mid = int(round((lo * hi) ** 0.5))
@@ -283,7 +294,7 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         if est["fits"]:
             lo, best = mid, (mid, est)
             if ddr_bound(est):
-                break
+                return at_ddr_cap(mid, est)
         else:
             hi = mid
     return best

@@ -156,6 +156,22 @@ def cmd_ship(a) -> int:
     return 0
 
 
+def _add_results(sub):
+    p = sub.add_parser("results", help="the paper's Tables 3-4 beside the shipped models' measured accuracy (markdown)")
+    p.add_argument("--models-dir", default=str(_default_model().parent), help="folder of shipped models (default: models/)")
+    p.set_defaults(func=cmd_results)
+
+
+def cmd_results(a) -> int:
+    from .results import load_cards, markdown_table, results_rows
+    cards = load_cards(Path(a.models_dir))
+    if not cards:
+        print(f"error: no model cards under {a.models_dir} (ship one with `bdnn ship RUN models/<arch>`)", file=sys.stderr)
+        return 2
+    print(markdown_table(results_rows(cards)))
+    return 0
+
+
 def _add_export(sub):
     p = sub.add_parser("export", help="export a model to QONNX (raw UINT8 pixel input)")
     p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz")
@@ -223,6 +239,7 @@ def main(argv=None) -> int:
     _add_predict(sub)
     _add_evaluate(sub)
     _add_ship(sub)
+    _add_results(sub)
     _add_export(sub)
     _add_throughput(sub)
     a = parser.parse_args(argv)

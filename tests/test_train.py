@@ -56,3 +56,17 @@ def test_checkpoint_write_is_atomic(tmp_path, fer):
     assert not list((tmp_path / "r").glob("*.tmp"))
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert {"val_acc_center", "val_acc_fivecrop_mean", "val_acc_fivecrop_vote"} <= set(metrics[0])
+
+
+def test_init_from_starts_a_fresh_schedule_from_another_runs_weights(tmp_path, fer):
+    train(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "first", data=fer)
+    src = load_checkpoint(tmp_path / "first" / "last.pt")
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "lr": 0.0, "init_from": str(tmp_path / "first" / "last.pt")})
+    train(cfg, tmp_path / "second", data=fer)  # lr 0: latent weights stay where the first run left them
+    second = load_checkpoint(tmp_path / "second" / "last.pt")
+    weights = [k for k in src["model"] if k.endswith("weight") and src["model"][k].dim() > 1]
+    assert weights and all(torch.equal(src["model"][k], second["model"][k]) for k in weights)
+    assert second["config"]["init_from"].endswith("last.pt")
+    other = TrainConfig(**{**TINY, "arch": "bdnn3", "init_from": str(tmp_path / "first" / "last.pt")})
+    with pytest.raises(CheckpointError, match="checkpoint is bdnn2"):
+        train(other, tmp_path / "third", data=fer)

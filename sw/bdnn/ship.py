@@ -56,7 +56,7 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> di
         "evaluation": "integer engine (cpu backend), bit-exact with Brevitas fp32 eval and the FINN graph; no bf16",
         "reproduce": command or f"bdnn train --arch {art.spec.name} --out runs/{art.spec.name} " + " ".join(
             f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else (f"--{k.replace('_', '-')}" if v else f"--no-{k.replace('_', '-')}")
-            for k, v in cfg.items() if k not in ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch")),
+            for k, v in cfg.items() if k not in ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch") and v != ""),
         "history": history,
         "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -52,6 +52,8 @@ class TrainConfig:
     max_train_batches: int = 0        # >0: cut epochs short (tests, smoke runs)
     max_eval_faces: int = 0           # >0: evaluate on the first N faces only (tests)
     threads: int = 0                  # 0: torch default
+    init_from: str = ""               # start from this checkpoint's weights (fresh optimizer + schedule):
+                                      # warm restarts / fine-tuning; the run records where it started
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -195,6 +197,12 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
     model = BDNN(spec)
+    if cfg.init_from and state is None:
+        init = load_checkpoint(Path(cfg.init_from))
+        if init["config"]["arch"] != cfg.arch:
+            raise CheckpointError(f"{cfg.init_from}: checkpoint is {init['config']['arch']}, this run trains {cfg.arch}")
+        model.load_state_dict(init["model"])
+        print(f"starting from the weights of {cfg.init_from} (epoch {init['epoch'] + 1} of that run)")
     opt = make_optimizer(cfg, model)
     steps = len(train_x) // cfg.batch_size
     if cfg.max_train_batches:

@@ -29,7 +29,7 @@ def parse_args(arch: str, argv=None):
                    help="FINN folding target in crops/s (default: search the fastest folding that fits each board)")
     p.add_argument("--model", "--checkpoint", dest="model", default=str(REPO / "models" / arch),
                    help=f"model folder or model.npz (default: models/{arch})")
-    p.add_argument("--out", default=str(REPO / "build" / arch), help=f"output folder (default: build/{arch})")
+    p.add_argument("--out", default=None, help="output folder (default: build/<the model's architecture>)")
     p.add_argument("--verify-crops", type=int, default=5, help="PrivateTest crops to check bit-exactly (0: skip)")
     p.add_argument("--data", default=None, help="FER2013 npz/csv/folder (default: $FER2013_PATH or ../shared)")
     p.add_argument("--folding-config", default=None,
@@ -136,7 +136,6 @@ def main(arch: str, argv=None) -> int:
 
     from .boards import BOARDS, get_board
     boards = list(BOARDS.values()) if a.board == "all" else [get_board(a.board)]
-    out = Path(a.out)
     try:
         art = load(a.model)
     except ArtifactError as e:
@@ -144,6 +143,8 @@ def main(arch: str, argv=None) -> int:
         return 2
     if art.spec.name != arch:
         print(f"note: {a.model} holds a {art.spec.name} model (building it as asked)")
+    # named after what is built, so a variant never overwrites the paper network's build
+    out = Path(a.out) if a.out else REPO / "build" / art.spec.name
 
     from . import finn_env
     finn_env.ensure_finn(out / "finn_tmp")

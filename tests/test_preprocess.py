@@ -40,7 +40,8 @@ def test_arch_geometry_matches_the_paper():
     assert abs(b4.macs_per_crop() / 1e6 - 437) < 5    # ~437 M binary MACs per crop
     assert get_arch("bcnn4").flat_features() == 2048 and not get_arch("bcnn4").dense
     assert [len(ARCHS[k].block_channels) for k in ("bdnn2", "bdnn3", "bdnn4", "bcnn4")] == [2, 3, 4, 4]
-    assert get_arch("bdnn4-hw").flat_features() == 512  # 2*256 channels, global max-pool
+    assert get_arch("bdnn4-hw").flat_features() == 2048  # 2*256 channels on a 2x2 map
+    assert get_arch("bdnn4-hw-gp").flat_features() == 512  # ... and with a global max-pool
     assert ArchSpec.from_dict(b4.to_dict()) == b4
     with pytest.raises(ValueError, match="unknown architecture"):
         get_arch("bdnn5")

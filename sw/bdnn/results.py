@@ -64,7 +64,7 @@ def results_rows(cards: dict[str, dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    out = ["| model | paper | this project (PrivateTest) | epochs | loss | training time (2 CPU cores) |",
+    out = ["| model | paper | this project (PrivateTest) | epochs | loss | training wall time (2 CPU cores) |",
            "|---|---|---|---|---|---|"]
     for r in rows:
         paper = f"{r['paper']:.2f} %" if r["paper"] is not None else "—"

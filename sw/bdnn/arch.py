@@ -111,7 +111,7 @@ ARCHS: dict[str, ArchSpec] = {
     "bdnn4-hw": ArchSpec("bdnn4-hw", (64, 128, 256, 256)),
     # the first variant tried: also a global max-pool before FC1 (2048 -> 512 inputs). Same FINN
     # estimates, but the max of 2x2 +-1 values is mostly +1 and it trained much worse (31% PublicTest
-    # after 3 of 6 epochs vs 42% for BCNN4 at that point), so it is kept only for the record
+    # after 3 of 6 epochs vs 44% without the pool, same recipe), so it is kept only for the record
     "bdnn4-hw-gp": ArchSpec("bdnn4-hw-gp", (64, 128, 256, 256), final_pool=2),
 }
 

@@ -70,3 +70,37 @@ def test_init_from_starts_a_fresh_schedule_from_another_runs_weights(tmp_path, f
     other = TrainConfig(**{**TINY, "arch": "bdnn3", "init_from": str(tmp_path / "first" / "last.pt")})
     with pytest.raises(CheckpointError, match="checkpoint is bdnn2"):
         train(other, tmp_path / "third", data=fer)
+
+
+def test_ship_documents_a_warm_restart_chain(tmp_path, fer):
+    """A model trained in stages (--init-from) ships with every stage's recipe, time and command."""
+    from bdnn.data import FER2013
+    from bdnn.results import results_rows
+    from bdnn.ship import chained_history, run_lineage, ship
+    train(TrainConfig(**{**TINY, "epochs": 2}), tmp_path / "first", data=fer)
+    cfg = TrainConfig(**{**TINY, "epochs": 2, "init_from": str(tmp_path / "first" / "best.pt")})
+    train(cfg, tmp_path / "second", data=fer)
+    stages = run_lineage(tmp_path / "second")
+    assert [st["run"] for st in stages] == ["first", "second"]
+    used = load_checkpoint(tmp_path / "first" / "best.pt")["epoch"] + 1
+    assert stages[0]["used_epoch"] == used and stages[1]["used_epoch"] is None
+    assert "--init-from" not in stages[0]["command"]
+    assert "--out runs/second" in stages[1]["command"] and "--init-from runs/first/best.pt" in stages[1]["command"]
+    curve, restarts = chained_history(stages)
+    assert restarts == [used] and [h["epoch"] for h in curve] == list(range(1, used + 3))
+
+    keep = np.concatenate([np.flatnonzero(fer.usage == u)[:6] for u in range(3)])  # a few faces per split
+    small = FER2013(fer.pixels[keep], fer.labels[keep], fer.usage[keep], fer.source)
+    card = ship(tmp_path / "second", tmp_path / "model", data=small)
+    assert card["reproduce"] == stages[0]["command"] + " && " + stages[1]["command"]
+    assert len(card["stages"]) == 2 and "history" in card["stages"][0] and "history" not in card["stages"][1]
+    assert card["stages"][1]["recipe"]["init_from"] == "runs/first/best.pt"   # no machine paths in the card
+    assert card["train_hours"] == pytest.approx(stages[0]["train_hours"] + stages[1]["train_hours"], abs=0.011)
+    assert card["accuracy"]["PrivateTest"]["n"] == 6
+    assert "Trained in 2 stages" in (tmp_path / "model" / "README.md").read_text()
+    assert (tmp_path / "model" / "learning_curve.png").stat().st_size > 0
+    row = [r for r in results_rows({"bdnn2": card}) if r["row"] == "bdnn2"][0]
+    assert row["epochs"].startswith("2" + (f" (used: {used})" if used != 2 else "") + " → 2")
+    (tmp_path / "first" / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="--init-from chain"):
+        run_lineage(tmp_path / "second")

@@ -13,7 +13,8 @@ def _plt():
     return plt
 
 
-def plot_learning_curve(history: list[dict], path: Path, title: str = "") -> None:
+def plot_learning_curve(history: list[dict], path: Path, title: str = "", restarts: list[int] = ()) -> None:
+    """``restarts``: epochs after which a warm restart began (drawn as dashed lines)."""
     plt = _plt()
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -22,6 +23,9 @@ def plot_learning_curve(history: list[dict], path: Path, title: str = "") -> Non
     a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train (bf16, aug.)")
     for k, lab in (("val_acc_center", "PublicTest centre"), ("val_acc_fivecrop_mean", "PublicTest 5-crop mean")):
         a2.plot(ep, [h[k] for h in history], "o-", label=lab)
+    for ax in (a1, a2):
+        for r in restarts:
+            ax.axvline(r + 0.5, color="grey", ls="--", lw=1)
     a2.set_xlabel("epoch"); a2.set_ylabel("accuracy"); a2.grid(alpha=.3); a2.legend()
     fig.suptitle(title)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)

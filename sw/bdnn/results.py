@@ -25,11 +25,18 @@ def load_cards(models_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(models_dir).glob("*/card.json"))}
 
 
-def _budget(card: dict) -> tuple[str, str]:
-    run, planned, best = card.get("epochs_run"), card.get("epochs_planned"), card.get("best_epoch")
+def _epochs(run, planned, best) -> str:
     epochs = f"{run}" if run == planned else f"{run} of {planned} planned"
     if best is not None and best != run:
         epochs += f" (best: {best})"
+    return epochs
+
+
+def _budget(card: dict) -> tuple[str, str]:
+    # a warm-restarted model lists each stage: "16 (used: 15) → 30 (best: 22)"
+    parents = [f"{st['epochs_run']}" + (f" (used: {st['used_epoch']})" if st.get("used_epoch") not in (None, st["epochs_run"]) else "")
+               for st in card.get("stages", [])[:-1]]
+    epochs = " → ".join(parents + [_epochs(card.get("epochs_run"), card.get("epochs_planned"), card.get("best_epoch"))])
     hours = card.get("train_hours")
     return epochs, (f"{hours:.2f} h" if hours is not None else "")
 

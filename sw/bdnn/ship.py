@@ -16,19 +16,101 @@ from .artifact import load
 from .data import CLASS_NAMES, load_fer2013
 
 
-def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> dict:
+_NOT_IN_COMMAND = ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch")
+
+
+def train_command(run_name: str, cfg: dict, parent: str = "") -> str:
+    """The ``bdnn train`` command line that makes a run with this config (paths relative to runs/)."""
+    args = [f"bdnn train --arch {cfg['arch']} --out runs/{run_name}"]
+    for k, v in cfg.items():
+        if k in _NOT_IN_COMMAND or v == "":
+            continue
+        flag = "--" + k.replace("_", "-")
+        if k == "init_from":
+            v = parent
+        if isinstance(v, bool):
+            args.append(flag if v else "--no-" + flag[2:])
+        else:
+            args.append(f"{flag} {v}")
+    return " ".join(args)
+
+
+def run_lineage(run: Path) -> list[dict]:
+    """The training runs behind ``run``, oldest first: each ``--init-from`` parent, then ``run``.
+
+    A warm restart starts from another run's checkpoint, so the shipped weights are the product of
+    the whole chain: the card records every stage's recipe, curve, time and command.
+    """
+    stages, seen, child_from = [], set(), None
+    run = Path(run).resolve()
+    while True:
+        if run in seen:
+            raise ValueError(f"{run}: --init-from chain loops back on itself")
+        seen.add(run)
+        for f in ("config.json", "metrics.json"):
+            if not (run / f).exists():
+                raise FileNotFoundError(f"{run / f} is missing: ship needs every run of the --init-from chain "
+                                        "(config.json + metrics.json) to document the model")
+        cfg = json.loads((run / "config.json").read_text())
+        history = json.loads((run / "metrics.json").read_text())
+        used = None
+        if child_from is not None:  # the epoch of this run whose weights the next stage started from
+            from .train import load_checkpoint
+            used = load_checkpoint(child_from)["epoch"] + 1 if child_from.exists() else None
+        stages.insert(0, {"run": run.name, "recipe": cfg, "history": history, "epochs_run": len(history),
+                          "epochs_planned": cfg.get("epochs"), "used_epoch": used,
+                          "train_hours": round(sum(h.get("train_seconds", 0.0) for h in history) / 3600, 2)})
+        if not cfg.get("init_from"):
+            break
+        child_from = Path(cfg["init_from"])
+        run = child_from.resolve().parent
+    for i, st in enumerate(stages):
+        parent = f"runs/{stages[i - 1]['run']}/{Path(st['recipe']['init_from']).name}" if i else ""
+        st["command"] = train_command(st["run"], st["recipe"], parent)
+        if parent:  # the card names runs relative to runs/, not this machine's paths
+            st["recipe"] = {**st["recipe"], "init_from": parent}
+    return stages
+
+
+def chained_history(stages: list[dict]) -> tuple[list[dict], list[int]]:
+    """One learning curve across a chain: each stage continues from the epoch the next one started
+    from. Returns the records (epochs renumbered) and the epochs where a restart happened."""
+    out, offset, restarts = [], 0, []
+    for i, st in enumerate(stages):
+        last = i == len(stages) - 1
+        hist = st["history"] if last or st["used_epoch"] is None else st["history"][:st["used_epoch"]]
+        out += [{**h, "epoch": h["epoch"] + offset} for h in hist]
+        offset += len(hist)
+        if not last:
+            restarts.append(offset)
+    return out, restarts
+
+
+def _stages_text(stages: list[dict]) -> str:
+    if len(stages) == 1:
+        return ""
+    lines = [f"- Trained in {len(stages)} stages, each starting from the previous one's weights (fresh optimizer and schedule):"]
+    for st in stages:
+        r = st["recipe"]
+        used = f", continued from its epoch {st['used_epoch']}" if st["used_epoch"] else ""
+        lines.append(f"  `{st['run']}`: {st['epochs_run']} epochs, {r.get('loss')}, {r.get('optimizer')} lr {r.get('lr')} "
+                     f"({r.get('schedule')} over {r.get('epochs')}), seed {r.get('seed')}, {st['train_hours']} h{used};")
+    return "\n".join(lines) + "\n"
+
+
+def ship(run: Path, out: Path, data_path=None, command: str | None = None, data=None) -> dict:
     from .backends import CpuBackend
     from .evaluate import evaluate
-    from .plots import plot_confusion
+    from .plots import plot_confusion, plot_learning_curve
     run, out = Path(run), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     art_src = run / "model.npz"
     art = load(art_src)
     shutil.copyfile(art_src, out / "model.npz.tmp")
     (out / "model.npz.tmp").replace(out / "model.npz")
-    cfg = json.loads((run / "config.json").read_text())
-    history = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else []
-    data = load_fer2013(data_path)
+    stages = run_lineage(run)
+    cfg, history = stages[-1]["recipe"], stages[-1]["history"]
+    data = data if data is not None else load_fer2013(data_path)
     backend = CpuBackend(out)  # bit-exact with Brevitas fp32 (tests/test_engine.py), much faster
     results = {}
     for split in ("PublicTest", "PrivateTest"):
@@ -39,10 +121,11 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> di
     priv = results["PrivateTest"]
     plot_confusion(np.asarray(priv["confusion_matrix"]), CLASS_NAMES, out / "confusion_matrix.png",
                    f"{art.spec.name}, PrivateTest, five-crop mean {priv['acc_fivecrop_mean']:.2%}")
-    if (run / "learning_curve.png").exists():
-        shutil.copyfile(run / "learning_curve.png", out / "learning_curve.png")
+    curve, restarts = chained_history(stages)
+    plot_learning_curve(curve, out / "learning_curve.png", f"{art.spec.name} ({cfg.get('loss')})"
+                        + (f", {len(stages)} stages" if restarts else ""), restarts=restarts)
     best_epoch = art.meta.get("epoch")
-    train_seconds = sum(h.get("train_seconds", 0.0) for h in history)
+    reproduce = command or " && ".join(st["command"] for st in stages)
     card = {
         "model": art.spec.name, "architecture": art.spec.to_dict(),
         "weight_bits": art.spec.weight_bits(), "macs_per_crop": art.spec.macs_per_crop(),
@@ -50,14 +133,14 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None) -> di
                  "selection_split": "PublicTest (best epoch by five-crop mean accuracy)",
                  "report_split": "PrivateTest (never used for any choice)"},
         "recipe": cfg, "epochs_run": len(history), "epochs_planned": cfg.get("epochs"), "best_epoch": best_epoch,
-        "seed": cfg.get("seed"), "train_hours": round(train_seconds / 3600, 2),
+        "seed": cfg.get("seed"), "train_hours": round(sum(st["train_hours"] for st in stages), 2),
         "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
                                             "per_class_recall")} for s, r in results.items()},
         "evaluation": "integer engine (cpu backend), bit-exact with Brevitas fp32 eval and the FINN graph; no bf16",
-        "reproduce": command or f"bdnn train --arch {art.spec.name} --out runs/{art.spec.name} " + " ".join(
-            f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else (f"--{k.replace('_', '-')}" if v else f"--no-{k.replace('_', '-')}")
-            for k, v in cfg.items() if k not in ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch") and v != ""),
+        "reproduce": reproduce,
         "history": history,
+        "stages": [{k: v for k, v in st.items() if k != "history"} | ({"history": st["history"]} if i < len(stages) - 1 else {})
+                   for i, st in enumerate(stages)],
         "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (out / "card.json").write_text(json.dumps(card, indent=2))
@@ -73,7 +156,7 @@ Binarized {'dense ' if art.spec.dense else ''}CNN, blocks {list(art.spec.block_c
 | PrivateTest (report) | {priv['n']} | {priv['acc_center']:.2%} | {priv['acc_fivecrop_mean']:.2%} | {priv['acc_fivecrop_vote']:.2%} |
 
 - Trained on FER2013 Training; epoch {best_epoch} of {len(history)} run ({cfg.get('epochs')} planned), the best on PublicTest five-crop mean accuracy.
-- Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')},
+{_stages_text(stages)}- Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')},
   augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}, bf16 training; {card['train_hours']} h on 2 CPU cores.
 - Accuracies measured exactly (integer engine, bit-exact with Brevitas fp32 and the FINN graph). PrivateTest recall per class:
   {', '.join(f'{k} {v:.1%}' for k, v in priv['per_class_recall'].items())}.

@@ -71,3 +71,54 @@ def test_engine_matches_finn_hw_graph_on_64_crops(shipped_frontend, private_crop
         mism += int(finn.argmax() != ours[i].argmax() or np.abs(finn - ours[i]).max() > 1e-4)
     print(f"\ncpu engine vs FINN HW-layer graph: {len(crops)} crops compared, {mism} mismatches")
     assert mism == 0
+
+
+def _with_threshold(layers, spec, name, channel, t_acc, negative):
+    """A copy of ``layers`` whose ``name`` channel has its sign threshold at accumulator ``t_acc``
+    (and a negative BN scale if ``negative``: the sign then fires below the threshold)."""
+    from bdnn.artifact import BatchNorm, Layer
+    layer = layers[name]
+    gamma = layer.bn.weight.copy()
+    gamma[channel] = -abs(gamma[channel]) if negative else abs(gamma[channel])
+    layer = Layer(name, layer.weight, BatchNorm(gamma, layer.bn.bias, layer.bn.mean, layer.bn.var, layer.bn.eps))
+    scale, _ = layer.bn.scale_shift()
+    t = t_acc
+    if name == spec.conv_layers()[0][0]:  # the first conv's BN sees 2*acc/255 - sum(w)
+        t = 2.0 * t_acc / 255.0 - layer.weight[channel].sum()
+    bias = layer.bn.bias.copy()
+    bias[channel] = (layer.bn.mean[channel] - t) * scale[channel]
+    return {**layers, name: Layer(name, layer.weight, BatchNorm(gamma, bias, layer.bn.mean, layer.bn.var, layer.bn.eps))}
+
+
+def test_centred_thresholds_keep_every_decision_and_remove_near_ties(private_crops):
+    """A threshold 7e-5 from an integer (the shape of a real failure: fp32 paths split the tie) is
+    moved mid-gap; the integer network and Brevitas on the centred artifact still agree exactly."""
+    from bdnn.artifact import Artifact
+    from bdnn.engine import centre_thresholds, threshold_margins, thresholds, sign_affines
+    from bdnn.nn import from_artifact, predict_scores, to_artifact_layers
+    crops, _ = private_crops
+    spec = ArchSpec("tiny", (8, 16), fc_hidden=(32,))
+    layers = to_artifact_layers(calibrated_model(spec, crops[:300]))
+    assert min(threshold_margins(spec, layers).values()) > 0.49  # export already centres
+    # near ties just above / below reachable accumulators, both BN signs, first conv included
+    for name, ch, t, negative in [("block1.conv1", 0, 300 + 7e-5, False), ("block1.conv1", 1, 301 - 7e-5, True),
+                                  ("block1.conv2", 1, 8 - 7e-5, True), ("block2.conv1", 2, -6 + 7e-5, False),
+                                  ("fc1", 3, 2 + 7e-5, True)]:
+        layers = _with_threshold(layers, spec, name, ch, t, negative)
+    near = threshold_margins(spec, layers)
+    assert near["block1.conv1"] < 1e-3 and near["fc1"] < 1e-3
+    before = {n: thresholds(*a) for n, a in sign_affines(spec, layers).items()}
+    centred = centre_thresholds(spec, layers)
+    after = {n: thresholds(*a) for n, a in sign_affines(spec, centred).items()}
+    for n in before:
+        assert np.array_equal(before[n][0], after[n][0]) and np.array_equal(before[n][1], after[n][1]), n
+    assert min(threshold_margins(spec, centred).values()) > 0.49
+    assert all(np.array_equal(centred[n].bn.weight, layers[n].bn.weight) for n in layers)  # only beta moves
+    art = Artifact(spec, centred, {})
+    got = Engine(art).accumulators(crops)
+    ref = predict_scores(from_artifact(art), crops)
+    assert np.array_equal(Engine(art).scores(got).argmax(1), ref.argmax(1))
+    assert np.abs(Engine(art).scores(got) - ref).max() < 1e-4
+    # idempotent: a second pass changes nothing
+    again = centre_thresholds(spec, centred)
+    assert all(np.array_equal(again[n].bn.bias, centred[n].bn.bias) for n in centred)

@@ -76,7 +76,7 @@ def test_ship_documents_a_warm_restart_chain(tmp_path, fer):
     """A model trained in stages (--init-from) ships with every stage's recipe, time and command."""
     from bdnn.data import FER2013
     from bdnn.results import results_rows
-    from bdnn.ship import chained_history, run_lineage, ship
+    from bdnn.ship import chained_history, repackage, run_lineage, ship
     train(TrainConfig(**{**TINY, "epochs": 2}), tmp_path / "first", data=fer)
     cfg = TrainConfig(**{**TINY, "epochs": 2, "init_from": str(tmp_path / "first" / "best.pt")})
     train(cfg, tmp_path / "second", data=fer)
@@ -101,6 +101,13 @@ def test_ship_documents_a_warm_restart_chain(tmp_path, fer):
     assert (tmp_path / "model" / "learning_curve.png").stat().st_size > 0
     row = [r for r in results_rows({"bdnn2": card}) if r["row"] == "bdnn2"][0]
     assert row["epochs"].startswith("2" + (f" (used: {used})" if used != 2 else "") + " → 2")
+    assert card["sign_thresholds"]["centred"] and card["sign_thresholds"]["min_margin"] > 0.49
     (tmp_path / "first" / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match="--init-from chain"):
         run_lineage(tmp_path / "second")
+    # the training runs are gone: the shipped folder re-packages from its own card, same numbers
+    again = repackage(tmp_path / "model", tmp_path / "again", data=small)
+    for k in ("reproduce", "stages", "history", "accuracy", "train_hours", "best_epoch"):
+        assert again[k] == card[k], k
+    with pytest.raises(FileNotFoundError, match="not a shipped model"):
+        repackage(tmp_path / "first", data=small)

@@ -141,7 +141,7 @@ def cmd_evaluate(a) -> int:
 
 def _add_ship(sub):
     p = sub.add_parser("ship", help="package a training run as models/<arch>: artifact, model card, plots")
-    p.add_argument("run", help="training run folder")
+    p.add_argument("run", help="training run folder, or a shipped model folder to re-package from its card")
     p.add_argument("out", help="model folder to write, e.g. models/bdnn4")
     p.add_argument("--data", default=None)
     p.add_argument("--command", default=None, help="the exact command that produced the run (for the card)")
@@ -149,8 +149,12 @@ def _add_ship(sub):
 
 
 def cmd_ship(a) -> int:
-    from .ship import ship
-    card = ship(Path(a.run), Path(a.out), a.data, a.command)
+    from .ship import repackage, ship
+    src = Path(a.run)
+    if not (src / "config.json").exists() and (src / "card.json").exists():
+        card = repackage(src, Path(a.out), a.data)
+    else:
+        card = ship(src, Path(a.out), a.data, a.command)
     print(json.dumps({"model": card["model"], "best_epoch": card["best_epoch"],
                       **{s: v["acc_fivecrop_mean"] for s, v in card["accuracy"].items()}}))
     return 0

@@ -107,6 +107,70 @@ def bin_conv(x: np.ndarray, wt: np.ndarray, k: int, pad: int) -> np.ndarray:
     return out
 
 
+def sign_affines(spec, layers: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every BN+sign layer's affine on its integer accumulator: BN(conv) = acc * scale + shift.
+
+    Binary layers see their accumulator directly. The first conv sees the normalized input
+    (2p-255)/255, so on the raw-pixel accumulator acc = sum(w*p) its conv output is 2*acc/255 - sum(w),
+    folded here."""
+    out = {}
+    names = [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()[:-1]]
+    for i, name in enumerate(names):
+        layer = layers[name]
+        scale, shift = layer.bn.scale_shift()
+        if i == 0:
+            wsum = layer.weight.reshape(len(scale), -1).sum(1).astype(np.float64)
+            scale, shift = scale * 2.0 / 255.0, shift - scale * wsum
+        out[name] = (scale, shift)
+    return out
+
+
+_SATURATED = 2.0 ** 30  # thresholds beyond any reachable accumulator
+
+
+def threshold_margins(spec, layers: dict) -> dict[str, float]:
+    """Per layer, the smallest distance of a real BN+sign threshold from an integer accumulator.
+
+    Near 0, fp32 paths that evaluate BN in different orders (Brevitas, ONNX execution of the
+    streamlined graph, the float64 threshold here) can disagree on the sign of that accumulator."""
+    out = {}
+    for name, (scale, shift) in sign_affines(spec, layers).items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -shift / scale
+        live = (scale != 0) & np.isfinite(t) & (np.abs(t) < _SATURATED)
+        out[name] = float(np.abs(t[live] - np.round(t[live])).min()) if live.any() else 0.5
+    return out
+
+
+def centre_thresholds(spec, layers: dict) -> dict:
+    """The same network with every BN+sign threshold moved to the middle of its integer gap.
+
+    Each sign decides ``acc >= ceil(t)`` (or ``acc <= floor(t)`` for a negative scale); moving t to
+    ceil(t) - 0.5 (floor(t) + 0.5) keeps every integer decision and leaves a 0.5 margin, so every
+    fp32 path agrees with the integer one. Only BN beta changes: beta = (mean - t') * scale."""
+    from .artifact import BatchNorm, Layer
+    out = dict(layers)
+    for i, (name, (scale, shift)) in enumerate(sign_affines(spec, layers).items()):
+        layer = layers[name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -shift / scale
+        live = (scale != 0) & np.isfinite(t) & (np.abs(t) < _SATURATED)
+        t_new = np.where(scale > 0, np.ceil(t) - 0.5, np.floor(t) + 0.5)
+        bn_scale, _ = layer.bn.scale_shift()
+        if i == 0:  # back from the raw-pixel accumulator to the conv output the BN sees
+            wsum = layer.weight.reshape(len(scale), -1).sum(1).astype(np.float64)
+            t_new = t_new * 2.0 / 255.0 - wsum
+        bias = np.where(live, (layer.bn.mean.astype(np.float64) - t_new) * bn_scale, layer.bn.bias)
+        bn = BatchNorm(layer.bn.weight, bias.astype(np.float32), layer.bn.mean, layer.bn.var, layer.bn.eps)
+        out[name] = Layer(name, layer.weight, bn)
+    before = {n: thresholds(*a) for n, a in sign_affines(spec, layers).items()}
+    for name, (scale, shift) in sign_affines(spec, out).items():
+        thr, d = thresholds(scale, shift)
+        if not (np.array_equal(thr, before[name][0]) and np.array_equal(d, before[name][1])):
+            raise ValueError(f"{name}: centring the thresholds changed an integer decision (BN parameters out of range?)")
+    return out
+
+
 def thresholds(scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sign(acc*scale + shift) (+1 at 0, as Brevitas) as integer thresholds: bit = dir*acc >= thr.
 
@@ -117,8 +181,7 @@ def thresholds(scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.nda
     d = np.sign(scale).astype(np.int8)
     thr = np.where(d > 0, np.ceil(t), -np.floor(t))
     thr = np.where(d == 0, np.where(shift >= 0, 0, 1), thr)
-    big = 2 ** 30  # thresholds beyond any reachable accumulator saturate
-    return np.clip(thr, -big, big).astype(np.int32), d
+    return np.clip(thr, -_SATURATED, _SATURATED).astype(np.int32), d
 
 
 def sign_threshold(acc: np.ndarray, thr) -> np.ndarray:
@@ -159,19 +222,16 @@ class Engine:
         self.art = art
         self.layers = []
         convs = spec.conv_layers()
+        affines = sign_affines(spec, art.layers)
         for idx, (name, cin, cout, size) in enumerate(convs):
             layer = art.layers[name]
             w = layer.weight.transpose(0, 2, 3, 1)  # (out, kh, kw, in): NHWC patch order
             entry = {"name": name, "kind": "conv", "cout": cout, "ktot": w[0].size}
-            scale, shift = layer.bn.scale_shift()
             if idx == 0:
                 entry["w_int"] = w.reshape(cout, -1).T.astype(np.float32)  # raw pixels: integer GEMM
-                # the conv sees (2x-255)/255: conv = (2*acc - 255*sum(w))/255, folded into BN
-                wsum = layer.weight.reshape(cout, -1).sum(1).astype(np.float64)
-                scale, shift = scale * 2.0 / 255.0, shift - scale * wsum
             else:
                 entry["w_bits"] = pack_bits(w > 0).reshape(cout, -1)
-            entry["thr"] = thresholds(scale, shift)
+            entry["thr"] = thresholds(*affines[name])
             self.layers.append(entry)
         c_last = spec.block_out_channels(len(spec.block_channels) - 1)
         fs = spec.feature_size()
@@ -182,7 +242,7 @@ class Engine:
                 w = w.reshape(fout, c_last, fs, fs).transpose(0, 2, 3, 1).reshape(fout, fin)
             entry = {"name": name, "kind": "fc", "cout": fout, "ktot": fin, "w_bits": pack_bits(w > 0).reshape(fout, -1)}
             if j < len(spec.fc_layers()) - 1:
-                entry["thr"] = thresholds(*layer.bn.scale_shift())
+                entry["thr"] = thresholds(*affines[name])
             else:
                 entry["affine"] = layer.bn.scale_shift()
             self.layers.append(entry)

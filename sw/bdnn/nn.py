@@ -118,14 +118,17 @@ def _named_layers(model: BDNN):
 
 
 def to_artifact_layers(model: BDNN) -> dict:
+    """Binary weights + BN parameters, with every sign threshold centred in its integer gap
+    (:func:`bdnn.engine.centre_thresholds`): same integer decisions, no fp32 near-ties."""
     from .artifact import BatchNorm, Layer
+    from .engine import centre_thresholds
     out = {}
     for name, lin, bn in _named_layers(model):
         w = lin.weight.detach().float().cpu().numpy()
         out[name] = Layer(name, np.where(w >= 0, 1, -1).astype(np.int8), BatchNorm(
             bn.weight.detach().float().cpu().numpy(), bn.bias.detach().float().cpu().numpy(),
             bn.running_mean.detach().float().cpu().numpy(), bn.running_var.detach().float().cpu().numpy(), bn.eps))
-    return out
+    return centre_thresholds(model.spec, out)
 
 
 def save_artifact(model: BDNN, path, meta: dict | None = None):

@@ -6,7 +6,6 @@ PublicTest (the split used for selection) and PrivateTest (reported, never used 
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,16 +98,35 @@ def _stages_text(stages: list[dict]) -> str:
 
 
 def ship(run: Path, out: Path, data_path=None, command: str | None = None, data=None) -> dict:
+    """Package training run ``run`` (and its ``--init-from`` parents) as model folder ``out``."""
+    run = Path(run)
+    return _package(load(run / "model.npz"), run_lineage(run), Path(out), data_path, command, data)
+
+
+def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=None) -> dict:
+    """Re-package a shipped model (in place by default) from its own card -- its training runs may
+    be long gone: the artifact goes through today's export fixes and every accuracy is measured again."""
+    model_dir = Path(model_dir)
+    card_path = model_dir / "card.json"
+    if not card_path.exists():
+        raise FileNotFoundError(f"{card_path} is missing: {model_dir} is not a shipped model (nor a training run)")
+    card = json.loads(card_path.read_text())
+    stages = [dict(st) for st in card["stages"]]
+    stages[-1]["history"] = card["history"]
+    return _package(load(model_dir / "model.npz"), stages, Path(out or model_dir), data_path, card["reproduce"], data)
+
+
+def _package(art, stages: list[dict], out: Path, data_path, command, data) -> dict:
     from .backends import CpuBackend
+    from .engine import centre_thresholds, threshold_margins
     from .evaluate import evaluate
     from .plots import plot_confusion, plot_learning_curve
-    run, out = Path(run), Path(out)
+    from .artifact import save
     out.mkdir(parents=True, exist_ok=True)
-    art_src = run / "model.npz"
-    art = load(art_src)
-    shutil.copyfile(art_src, out / "model.npz.tmp")
-    (out / "model.npz.tmp").replace(out / "model.npz")
-    stages = run_lineage(run)
+    # runs trained before thresholds were centred at export carry fp32 near-ties: centre them here
+    margin_before = min(threshold_margins(art.spec, art.layers).values())
+    art.layers = centre_thresholds(art.spec, art.layers)
+    save(out / "model.npz", art.spec, art.layers, art.meta)
     cfg, history = stages[-1]["recipe"], stages[-1]["history"]
     data = data if data is not None else load_fer2013(data_path)
     backend = CpuBackend(out)  # bit-exact with Brevitas fp32 (tests/test_engine.py), much faster
@@ -137,6 +155,8 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None, data=
         "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
                                             "per_class_recall")} for s, r in results.items()},
         "evaluation": "integer engine (cpu backend), bit-exact with Brevitas fp32 eval and the FINN graph; no bf16",
+        "sign_thresholds": {"centred": True, "min_margin_before": round(margin_before, 6),
+                            "min_margin": round(min(threshold_margins(art.spec, art.layers).values()), 6)},
         "reproduce": reproduce,
         "history": history,
         "stages": [{k: v for k, v in st.items() if k != "history"} | ({"history": st["history"]} if i < len(stages) - 1 else {})
@@ -160,6 +180,8 @@ Binarized {'dense ' if art.spec.dense else ''}CNN, blocks {list(art.spec.block_c
   augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}, bf16 training; {card['train_hours']} h on 2 CPU cores.
 - Accuracies measured exactly (integer engine, bit-exact with Brevitas fp32 and the FINN graph). PrivateTest recall per class:
   {', '.join(f'{k} {v:.1%}' for k, v in priv['per_class_recall'].items())}.
+- Every BN+sign threshold sits mid-way between two integer accumulators (smallest margin {card['sign_thresholds']['min_margin']:.2f};
+  {card['sign_thresholds']['min_margin_before']:.1e} as trained), so fp32 and integer paths cannot split a near-tie.
 - Reproduce: `{card['reproduce']}{f' --stop-after {len(history)}' if len(history) < (cfg.get('epochs') or 0) else ''}`, then `bdnn ship RUN models/{art.spec.name}`.
 
 Files: `model.npz` (bit-packed weights + norm parameters), `card.json`, `learning_curve.png`, `confusion_matrix.png`.

@@ -109,5 +109,11 @@ def test_ship_documents_a_warm_restart_chain(tmp_path, fer):
     again = repackage(tmp_path / "model", tmp_path / "again", data=small)
     for k in ("reproduce", "stages", "history", "accuracy", "train_hours", "best_epoch"):
         assert again[k] == card[k], k
+    # a card written before stages were recorded re-packages as one stage
+    legacy = json.loads((tmp_path / "model" / "card.json").read_text())
+    del legacy["stages"]
+    (tmp_path / "model" / "card.json").write_text(json.dumps(legacy))
+    old = repackage(tmp_path / "model", data=small)
+    assert old["accuracy"] == card["accuracy"] and len(old["stages"]) == 1 and old["reproduce"] == card["reproduce"]
     with pytest.raises(FileNotFoundError, match="not a shipped model"):
         repackage(tmp_path / "first", data=small)

@@ -111,7 +111,13 @@ def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=Non
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} is missing: {model_dir} is not a shipped model (nor a training run)")
     card = json.loads(card_path.read_text())
-    stages = [dict(st) for st in card["stages"]]
+    if "stages" in card:
+        stages = [dict(st) for st in card["stages"]]
+    else:  # cards from before warm restarts were recorded: one stage
+        out_arg = card["reproduce"].split("--out ", 1)[-1].split()[0] if "--out " in card["reproduce"] else ""
+        stages = [{"run": Path(out_arg).name, "recipe": card["recipe"], "epochs_run": card["epochs_run"],
+                   "epochs_planned": card["epochs_planned"], "used_epoch": None,
+                   "train_hours": card["train_hours"], "command": card["reproduce"]}]
     stages[-1]["history"] = card["history"]
     return _package(load(model_dir / "model.npz"), stages, Path(out or model_dir), data_path, card["reproduce"], data)
 

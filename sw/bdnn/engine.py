@@ -128,16 +128,21 @@ def sign_affines(spec, layers: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]
 _SATURATED = 2.0 ** 30  # thresholds beyond any reachable accumulator
 
 
+def _real_thresholds(scale, shift):
+    """The real threshold -shift/scale of each channel, and which channels have a reachable one."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = -shift / scale
+    return t, (scale != 0) & np.isfinite(t) & (np.abs(t) < _SATURATED)
+
+
 def threshold_margins(spec, layers: dict) -> dict[str, float]:
     """Per layer, the smallest distance of a real BN+sign threshold from an integer accumulator.
 
     Near 0, fp32 paths that evaluate BN in different orders (Brevitas, ONNX execution of the
     streamlined graph, the float64 threshold here) can disagree on the sign of that accumulator."""
     out = {}
-    for name, (scale, shift) in sign_affines(spec, layers).items():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = -shift / scale
-        live = (scale != 0) & np.isfinite(t) & (np.abs(t) < _SATURATED)
+    for name, affine in sign_affines(spec, layers).items():
+        t, live = _real_thresholds(*affine)
         out[name] = float(np.abs(t[live] - np.round(t[live])).min()) if live.any() else 0.5
     return out
 
@@ -147,26 +152,20 @@ def centre_thresholds(spec, layers: dict) -> dict:
 
     Each sign decides ``acc >= ceil(t)`` (or ``acc <= floor(t)`` for a negative scale); moving t to
     ceil(t) - 0.5 (floor(t) + 0.5) keeps every integer decision and leaves a 0.5 margin, so every
-    fp32 path agrees with the integer one. Only BN beta changes: beta = (mean - t') * scale."""
+    fp32 path agrees with the integer one. Only BN beta changes, and it shifts the accumulator
+    affine's offset one for one (the first conv's input folding included)."""
     from .artifact import BatchNorm, Layer
     out = dict(layers)
-    for i, (name, (scale, shift)) in enumerate(sign_affines(spec, layers).items()):
-        layer = layers[name]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = -shift / scale
-        live = (scale != 0) & np.isfinite(t) & (np.abs(t) < _SATURATED)
+    before = sign_affines(spec, layers)
+    for name, (scale, shift) in before.items():
+        bn = layers[name].bn
+        t, live = _real_thresholds(scale, shift)
         t_new = np.where(scale > 0, np.ceil(t) - 0.5, np.floor(t) + 0.5)
-        bn_scale, _ = layer.bn.scale_shift()
-        if i == 0:  # back from the raw-pixel accumulator to the conv output the BN sees
-            wsum = layer.weight.reshape(len(scale), -1).sum(1).astype(np.float64)
-            t_new = t_new * 2.0 / 255.0 - wsum
-        bias = np.where(live, (layer.bn.mean.astype(np.float64) - t_new) * bn_scale, layer.bn.bias)
-        bn = BatchNorm(layer.bn.weight, bias.astype(np.float32), layer.bn.mean, layer.bn.var, layer.bn.eps)
-        out[name] = Layer(name, layer.weight, bn)
-    before = {n: thresholds(*a) for n, a in sign_affines(spec, layers).items()}
-    for name, (scale, shift) in sign_affines(spec, out).items():
-        thr, d = thresholds(scale, shift)
-        if not (np.array_equal(thr, before[name][0]) and np.array_equal(d, before[name][1])):
+        bias = np.where(live, bn.bias - t_new * scale - shift, bn.bias)  # new shift = -t_new * scale
+        out[name] = Layer(name, layers[name].weight, BatchNorm(bn.weight, bias.astype(np.float32), bn.mean, bn.var, bn.eps))
+    for name, affine in sign_affines(spec, out).items():
+        old, new = thresholds(*before[name]), thresholds(*affine)
+        if not (np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1])):
             raise ValueError(f"{name}: centring the thresholds changed an integer decision (BN parameters out of range?)")
     return out
 

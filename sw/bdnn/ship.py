@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import load
+from .artifact import load, save
 from .data import CLASS_NAMES, load_fer2013
 
 
@@ -127,7 +127,6 @@ def _package(art, stages: list[dict], out: Path, data_path, command, data) -> di
     from .engine import centre_thresholds, threshold_margins
     from .evaluate import evaluate
     from .plots import plot_confusion, plot_learning_curve
-    from .artifact import save
     out.mkdir(parents=True, exist_ok=True)
     # runs trained before thresholds were centred at export carry fp32 near-ties: centre them here
     margin_before = min(threshold_margins(art.spec, art.layers).values())

@@ -1,0 +1,128 @@
+"""The RTL units of a code-generated FINN graph and how to drive each one.
+
+A unit is either an ``*_rtl`` node (Thresholding, FMPadding, ConvolutionInputGenerator, ...) with
+the finn-rtllib sources it instantiates, or the memstream weight streamer FINN generates for an
+MVAU whose weights are ``internal_decoupled`` (the MVAU itself is HLS C++: no open tool compiles it).
+
+Stream contracts follow FINN's own rtlsim (``RTLBackend.execute_node``): an input tensor is
+reshaped to the node's folded input shape and packed innermost-dimension-first with
+``npy_to_rtlsim_input``; outputs are unpacked with ``rtlsim_output_to_npy``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .harness import Stream, Unit, axis
+
+
+@dataclass
+class NodeUnit:
+    node: str                 # FINN node name
+    kind: str                 # e.g. "Thresholding_rtl", "MVAU_hls/memstream"
+    unit: Unit
+
+
+def module_name(path: str | Path) -> str:
+    """The first module a generated file declares (wrappers are named after the node, not the file)."""
+    m = re.search(r"^\s*module\s+(\w+)", Path(path).read_text(), re.M)
+    return m.group(1) if m else Path(path).stem
+
+
+def _rtllib() -> Path:
+    from finn.util.settings import get_settings
+    return Path(get_settings().finn_rtllib)
+
+
+def memstream_files() -> list[str]:
+    lib = _rtllib()
+    return [str(lib / "axi/hdl/axilite.sv"), str(lib / "memstream/hdl/memstream.sv"),
+            str(lib / "memstream/hdl/memstream_axi.sv")]
+
+
+def rtl_node_unit(node, inst) -> NodeUnit:
+    gen = Path(inst.get_nodeattr("code_gen_dir_ipgen"))
+    files = [f for f in inst.get_rtl_file_list(abspath=True) if str(f).endswith((".v", ".sv"))]
+    mine = [Path(f) for f in files if Path(f).parent == gen]
+    wrappers = [f for f in mine if f.stem.endswith("_wrapper")]
+    plain_v = [f for f in mine if f.suffix == ".v"]
+    top = module_name((wrappers or plain_v or mine)[-1]) if mine else node.name
+    intf = inst.get_verilog_top_module_intf_names()
+    return NodeUnit(node.name, node.op_type, Unit(
+        top=top, files=tuple(str(f) for f in files),
+        inputs=tuple(axis(name, w) for name, w in intf["s_axis"]),
+        outputs=tuple(axis(name, w) for name, w in intf["m_axis"]),
+        run_dir=str(gen)))  # Thresholding reads its .dat files relative to the working directory
+
+
+def memstream_unit(node, inst) -> NodeUnit | None:
+    gen = Path(inst.get_nodeattr("code_gen_dir_ipgen") or "")
+    wrapper = gen / f"{node.name}_memstream_wrapper.v"
+    if not wrapper.exists():
+        return None
+    width = inst.get_instream_width(1)
+    return NodeUnit(node.name + "/memstream", node.op_type + "/memstream", Unit(
+        top=module_name(wrapper), files=(*memstream_files(), str(wrapper)), inputs=(),
+        outputs=(axis("m_axis_0", -(-width // 8) * 8, style="rtllib"),),
+        clocks=("ap_clk", "ap_clk2x"), run_dir=str(gen)))
+
+
+def rtl_units(model) -> list[NodeUnit]:
+    """Every generated RTL unit of a code-generated model, in graph order."""
+    from qonnx.custom_op.registry import getCustomOp
+    units = []
+    for n in model.graph.node:
+        inst = getCustomOp(n)
+        if n.op_type.endswith("_rtl") and hasattr(inst, "get_rtl_file_list"):
+            units.append(rtl_node_unit(n, inst))
+        ms = memstream_unit(n, inst)
+        if ms is not None:
+            units.append(ms)
+    return units
+
+
+# -- stream packing (FINN's contract) -----------------------------------------------------------
+def pack_input(inst, ind: int, value: np.ndarray) -> list[int]:
+    from qonnx.core.datatype import DataType
+    from finn.util.data_packing import npy_to_rtlsim_input
+    arr = np.asarray(value, dtype=np.float32).reshape(inst.get_folded_input_shape(ind))
+    dt = inst.get_input_datatype(ind)
+    if dt == DataType["BIPOLAR"]:
+        arr, dt = (arr + 1) / 2, DataType["BINARY"]
+    return npy_to_rtlsim_input(arr, dt, inst.get_instream_width(ind))
+
+
+def unpack_output(inst, ind: int, beats: list[int]) -> np.ndarray:
+    from finn.util.data_packing import rtlsim_output_to_npy
+    odt = inst.get_output_datatype(ind)
+    out = rtlsim_output_to_npy(beats, None, odt, inst.get_folded_output_shape(ind),
+                               inst.get_outstream_width(ind), odt.bitwidth())
+    return np.asarray(out, dtype=np.float32).reshape(inst.get_normal_output_shape(ind))
+
+
+def output_beats(inst, ind: int = 0) -> int:
+    return int(np.prod(inst.get_folded_output_shape(ind)[:-1]))
+
+
+def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
+    """The weight words an internal_decoupled MVAU must receive, derived from the graph's weight
+    initializer (not from the generated memory file, so a corrupted .dat is caught), and how many
+    the MVAU reads per input image (the stream repeats once per input vector)."""
+    import tempfile
+
+    from qonnx.core.datatype import DataType
+    from finn.util.data_packing import npy_to_rtlsim_input
+    w = model.get_initializer(node.input[1])
+    with tempfile.TemporaryDirectory() as t:
+        f = Path(t) / "w.npy"
+        inst.make_weight_file(w, "decoupled_npy", str(f))
+        arr = np.load(f)
+    wdt = inst.get_input_datatype(1)
+    if wdt == DataType["BIPOLAR"]:
+        wdt = DataType["BINARY"]
+    words = npy_to_rtlsim_input(arr, wdt, inst.get_instream_width(1))
+    reps = int(np.prod(inst.get_nodeattr("numInputVectors")))
+    return words, reps * len(words)

@@ -1,4 +1,6 @@
-"""Shared fixtures: the real FER2013 (from ../shared), small calibrated models, a FINN build dir."""
+"""Shared fixtures: the real FER2013 (from ../shared), the tiny calibrated model every test
+shares, its FINN front end and PYNQ-Z2 deployment folder, a FINN build dir, and a board-like
+venv (the wheel with numpy < 2 and Pillow only). Nothing here writes into the source tree."""
 from __future__ import annotations
 
 import os
@@ -8,6 +10,14 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def need(ok: bool, reason: str) -> None:
+    """A precondition of a test: CI must have it (fail there); elsewhere skip with the reason."""
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +76,116 @@ def shipped_frontend(tmp_path_factory, finn_build_dir):
     if not (model / "model.npz").exists():
         pytest.fail("models/bdnn4/model.npz is missing: the project must ship a trained BDNN4")
     return run_frontend(model, tmp_path_factory.mktemp("bdnn4_frontend"), progress=False)
+
+
+def tiny_spec():
+    from bdnn.arch import ArchSpec
+    return ArchSpec("tiny", (8, 16), fc_hidden=(32,))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, private_crops):
+    """The tiny dense BDNN (2 blocks of 8/16 channels, FC 32) calibrated on real crops: model folder."""
+    from bdnn.nn import save_artifact
+    d = tmp_path_factory.mktemp("tiny_model")
+    save_artifact(calibrated_model(tiny_spec(), private_crops[0][:300]), d / "model.npz")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_frontend(tmp_path_factory, tiny_model, finn_build_dir):
+    """The tiny model through the FINN front end (QONNX -> HW-layer graph)."""
+    from bdnn_hw.flow import run_frontend
+    return run_frontend(tiny_model, tmp_path_factory.mktemp("tiny_frontend"), progress=False)
+
+
+# fc1's weights streamed from DDR, as the PYNQ-Z2 builds do for the big FC layers (SIMD*PE a
+# multiple of 8 bits: finn-plus 1.6.1's to_external_tensor fails on narrower weight streams)
+EXTERNAL_FC1 = {"fc1/mvau": {"mem_mode": "external", "SIMD": 64, "PE": 2}}
+
+
+def finn_pynq_driver(folded_graph: Path, board, work: Path) -> Path:
+    """FINN's PYNQ driver files (settings.json, runtime_weights/) for a folded HW graph, made as
+    the Vivado flow makes them (ZynqBuild's preparation, then MakePYNQDriver) minus the IP and
+    bitfile: the DMA instance names, which Vivado's block design assigns, are set as
+    MakeZYNQProject sets them (idma<i> for partitions without a producer, odma<j> without a
+    consumer). Returns the driver folder."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    m = ModelWrapper(str(folded_graph)).transform(InferDataLayouts())
+    for trn in (InsertIODMA(board.axi_port_width), InsertDWC(), SpecializeLayers(board.fpga_part), Floorplan(),
+                CreateDataflowPartition(partition_model_dir=str(work / "partitions"))):
+        m = m.transform(trn).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+    idma = odma = 0
+    for node in m.graph.node:
+        producer = m.find_producer(node.input[0]) if node.input else None
+        if producer is None:
+            name, idma = f"idma{idma}", idma + 1
+        elif not m.find_consumers(node.output[0]):
+            name, odma = f"odma{odma}", odma + 1
+        else:
+            name = node.name
+        getCustomOp(node).set_nodeattr("instance_name", name)
+    m = m.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=board.clk_period_ns))
+    return Path(m.get_metadata_prop("pynq_driver_dir"))
+
+
+@pytest.fixture(scope="session")
+def tiny_deploy(tmp_path_factory, tiny_model, tiny_frontend):
+    """The tiny model's PYNQ-Z2 deployment folder: bdnn's files (contract.write_deploy_files), FINN's
+    driver settings and external weights for a build with fc1 in DDR, and a stand-in bitfile."""
+    import shutil
+
+    from bdnn import contract
+    from bdnn_hw.boards import get_board
+    from bdnn_hw.flow import run_estimates
+    from qonnx.core.modelwrapper import ModelWrapper
+    build = tmp_path_factory.mktemp("tiny_build")
+    board = get_board("pynq-z2")
+    run_estimates(tiny_frontend.hw_graph, board, build / board.key, None, EXTERNAL_FC1, tiny_spec().layer_names(),
+                  progress=False)
+    driver = finn_pynq_driver(build / board.key / contract.FOLDED_GRAPH_FILE, board, build / "driver_work")
+    hw = ModelWrapper(str(tiny_frontend.hw_graph))
+    scale, bias = contract.parse_host_affine(hw.get_metadata_prop(contract.HOST_AFFINE_KEY))
+    deploy = contract.deploy_path(build, board.key)
+    contract.write_deploy_files(deploy, tiny_model, scale, bias, hw.get_metadata_prop(contract.MODEL_SHA_KEY),
+                                arch="tiny", board=board.key)
+    shutil.copytree(driver, deploy / contract.DRIVER_DIR)
+    (deploy / "bitfile").mkdir()
+    (deploy / "bitfile" / "finn-accel.bit").write_bytes(b"stand-in: no Vivado here")
+    return deploy
+
+
+@pytest.fixture(scope="session")
+def board_venv(tmp_path_factory):
+    """(python, seconds to install) of a fresh venv holding the wheel with numpy < 2 and Pillow only."""
+    import board_env
+    work = tmp_path_factory.mktemp("board_venv")
+    try:
+        wheel = board_env.build_wheel(work)
+        py, seconds = board_env.make_board_venv(work, wheel)
+    except RuntimeError as e:  # no package registry reachable, typically
+        need(False, f"could not build the board venv: {e}")
+    print(f"\nboard venv: wheel {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB) + numpy<2 + Pillow installed in {seconds:.1f} s")
+    return py, seconds, wheel
+
+
+@pytest.fixture(scope="session")
+def board_driver(board_venv, tmp_path_factory):
+    """A folder with finn-plus-driver and its imports for the board venv (for PYTHONPATH only)."""
+    import board_env
+    target = tmp_path_factory.mktemp("board_driver")
+    try:
+        seconds = board_env.install_driver(board_venv[0], target)
+    except RuntimeError as e:
+        need(False, f"could not install finn-plus-driver for the board venv: {e}")
+    print(f"\nfinn-plus-driver + its imports installed for the board venv in {seconds:.1f} s")
+    return target

@@ -79,6 +79,15 @@ class ArchSpec:
         sizes = [self.flat_features(), *self.fc_hidden, self.num_classes]
         return [(f"fc{j + 1}", sizes[j], sizes[j + 1]) for j in range(len(sizes) - 1)]
 
+    def layer_names(self) -> list[str]:
+        """Every weight layer's name in network order: the convs, then the FCs (the classifier
+        last). The artifact, the Brevitas module, the engine and the FINN roles all use these."""
+        return [n for n, *_ in self.conv_layers()] + [n for n, *_ in self.fc_layers()]
+
+    def sign_layer_names(self) -> list[str]:
+        """The layers followed by BatchNorm + sign (all but the classifier)."""
+        return self.layer_names()[:-1]
+
     def weight_bits(self) -> int:
         conv = sum(ci * co * self.kernel ** 2 for _, ci, co, _ in self.conv_layers())
         return conv + sum(i * o for _, i, o in self.fc_layers())

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .arch import ArchSpec
+from .errors import BdnnError
 
 ARTIFACT_FORMAT = "bdnn-artifact-v1"
 
 
-class ArtifactError(ValueError):
-    pass
+class ArtifactError(BdnnError, ValueError):
+    """A missing, unreadable or malformed model artifact."""
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Artifact:
     meta: dict
 
     def layer_names(self) -> list[str]:
-        return [n for n, *_ in self.spec.conv_layers()] + [n for n, *_ in self.spec.fc_layers()]
+        return self.spec.layer_names()
 
 
 def expected_shapes(spec: ArchSpec) -> dict[str, tuple[int, ...]]:

@@ -1,37 +1,40 @@
 """Accelerator backends behind one interface: uint8 crops in, class scores out.
 
-    backend = get_backend("brevitas", model="models/bdnn4")
+    backend = get_backend("cpu", model="models/bdnn4")
     scores5 = backend.crop_scores(five_crops(faces))          # (N,5,7)
 
 Backends: ``cpu`` (the fast bit-exact integer engine, numpy + C), ``brevitas`` (reference, torch
-fp32), ``finn-sim`` (python execution of the FINN HW-layer graph written by the board build) and
-``pynq`` (the accelerator on the board; import-guarded, a clear error anywhere else). Heavy dependencies are imported only when a backend
-is created, so the package stays importable without torch or FINN.
+fp32; the ``train`` extra), ``finn-sim`` (python execution of the FINN HW-layer graph written by the
+board build; the ``finn`` extra) and ``pynq`` (the accelerator on the board through finn-plus-driver;
+a clear error anywhere else). Heavy dependencies are imported only when a backend is created, so
+the package stays importable without torch or FINN, and ``cpu``/``pynq`` never import them.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from . import contract
 from .arch import CROP_SIZE
+from .errors import BdnnError, require
 
 BACKENDS = ("cpu", "brevitas", "finn-sim", "pynq")
-REPO = Path(__file__).resolve().parents[2]
 
 
-class BackendError(RuntimeError):
-    pass
+class BackendError(BdnnError, RuntimeError):
+    """A backend that cannot run here (missing build, wrong model, not on a board, ...)."""
 
 
 class Backend:
     name = "?"
 
-    def __init__(self, model: str | Path):
+    def __init__(self, model: str | Path | None):
         from .artifact import load
-        self.model_path = Path(model)
-        self.artifact = load(model)
+        self.model_path = Path(model) if model is not None else contract.default_model()
+        self.artifact = load(self.model_path)
         self.spec = self.artifact.spec
 
     def _scores(self, crops: np.ndarray) -> np.ndarray:
@@ -43,16 +46,32 @@ class Backend:
         if crops.dtype != np.uint8 or crops.shape[-2:] != (CROP_SIZE, CROP_SIZE):
             raise BackendError(f"expected uint8 crops (...,{CROP_SIZE},{CROP_SIZE}), got {crops.dtype} {crops.shape}")
         lead = crops.shape[:-2]
-        out = self._scores(crops.reshape(-1, CROP_SIZE, CROP_SIZE))
+        if not crops.size:
+            return np.zeros((*lead, self.spec.num_classes))
+        out = self._scores(np.ascontiguousarray(crops.reshape(-1, CROP_SIZE, CROP_SIZE)))
         return out.reshape(*lead, out.shape[-1])
+
+
+class CpuBackend(Backend):
+    """The fast bit-exact integer engine (numpy + a small C XOR/popcount kernel)."""
+    name = "cpu"
+
+    def __init__(self, model=None, **_):
+        super().__init__(model)
+        from .engine import Engine
+        self.engine = Engine(self.artifact)
+
+    def _scores(self, crops):
+        return self.engine.crop_scores(crops)
 
 
 class BrevitasBackend(Backend):
     name = "brevitas"
 
-    def __init__(self, model, batch: int = 256, **_):
+    def __init__(self, model=None, batch: int = 256, **_):
+        require("torch", "the brevitas backend")
+        require("brevitas", "the brevitas backend")
         super().__init__(model)
-        import torch  # noqa: F401
         from .nn import from_artifact
         self.net = from_artifact(self.artifact)
         self.batch = batch
@@ -62,82 +81,95 @@ class BrevitasBackend(Backend):
         return predict_scores(self.net, crops, self.batch)
 
 
-def default_hw_graph(spec_name: str) -> Path:
-    return REPO / "build" / spec_name / "frontend" / "dataflow_partition.onnx"
-
-
 class FinnSimBackend(Backend):
     """Python execution of FINN's HW-layer graph; the classifier affine is applied on the host."""
     name = "finn-sim"
 
-    def __init__(self, model, hw_graph: str | Path | None = None, **_):
+    def __init__(self, model=None, hw_graph: str | Path | None = None, **_):
         super().__init__(model)
-        import hashlib
-        path = Path(hw_graph) if hw_graph else default_hw_graph(self.spec.name)
+        path = Path(hw_graph) if hw_graph else contract.hw_graph_path(contract.build_root(self.spec.name))
         if not path.is_file():
             raise BackendError(f"{path}: no FINN HW-layer graph; build it with build_scripts/build_{self.spec.name}.py "
                                f"(or pass --hw-graph)")
-        try:
-            from qonnx.core.modelwrapper import ModelWrapper
-        except ImportError as e:
-            raise BackendError(f"the finn-sim backend needs qonnx/finn-plus installed ({e})") from None
+        require("qonnx", "the finn-sim backend")
+        from qonnx.core.modelwrapper import ModelWrapper
         self.graph = ModelWrapper(str(path))
-        art_file = self.model_path / "model.npz" if self.model_path.is_dir() else self.model_path
-        want = hashlib.sha256(art_file.read_bytes()).hexdigest()
-        have = self.graph.get_metadata_prop("bdnn_model_sha256")
-        if have != want:
+        art_file = contract.model_file(self.model_path)
+        if self.graph.get_metadata_prop(contract.MODEL_SHA_KEY) != contract.file_sha256(art_file):
             raise BackendError(f"{path} was built from another model than {art_file}; rebuild it")
-        aff = json.loads(self.graph.get_metadata_prop("bdnn_host_affine"))
-        self.scale, self.bias = np.asarray(aff["scale"]), np.asarray(aff["bias"])
+        self.scale, self.bias = contract.parse_host_affine(self.graph.get_metadata_prop(contract.HOST_AFFINE_KEY) or "",
+                                                           f"{path} metadata {contract.HOST_AFFINE_KEY}")
 
     def _scores(self, crops):
         import qonnx.core.onnx_exec as oxe
         iname, oname = self.graph.graph.input[0].name, self.graph.graph.output[0].name
-        out = []
-        for c in crops:  # the HW graph is built for batch 1
-            pop = oxe.execute_onnx(self.graph, {iname: c[None, :, :, None].astype(np.float32)})[oname]
-            out.append(pop.reshape(-1) * self.scale + self.bias)
-        return np.stack(out)
+        pops = [oxe.execute_onnx(self.graph, {iname: c[None, :, :, None].astype(np.float32)})[oname].reshape(-1)
+                for c in crops]  # the HW graph is built for batch 1
+        return contract.apply_host_affine(np.stack(pops), self.scale, self.bias)
 
 
-class CpuBackend(Backend):
-    """The fast bit-exact integer engine (numpy + a small C XOR/popcount kernel)."""
-    name = "cpu"
-
-    def __init__(self, model, **_):
-        super().__init__(model)
-        from .engine import Engine
-        self.engine = Engine(self.artifact)
-
-    def _scores(self, crops):
-        return self.engine.crop_scores(crops)
+def resolve_deploy(deploy: str | Path | None, model: str | Path | None) -> Path:
+    """The board build's deployment folder: ``deploy``, else ``$BDNN_DEPLOY``, else ``model`` when it
+    is a deployment folder, else the one deployment folder with a bitfile under ``build/<arch>/``.
+    No board is assumed: with several boards built, the choice is the user's."""
+    if deploy:
+        return Path(deploy)
+    if os.environ.get("BDNN_DEPLOY"):
+        return Path(os.environ["BDNN_DEPLOY"])
+    if model is not None and contract.is_deploy_dir(Path(model)):
+        return Path(model)
+    arch = contract.DEFAULT_ARCH
+    if model is not None:
+        from .artifact import load
+        arch = load(model).spec.name
+    found = contract.find_deploy_dirs(arch)
+    if len(found) == 1:
+        return found[0]
+    where = contract.build_root(arch) / "<board>" / contract.DEPLOY_DIR
+    if not found:
+        raise BackendError(f"no deployment folder with a bitfile at {where}; pass --deploy DIR (or set BDNN_DEPLOY) "
+                           "to the board build's deploy/ folder copied to this board")
+    raise BackendError(f"several boards' deployment folders: {', '.join(map(str, found))}; pick one with --deploy")
 
 
 class PynqBackend(Backend):
-    """The FINN accelerator on a PYNQ board, through finn-plus-driver (DMA), five crops per face.
+    """The FINN accelerator on a PYNQ board, through finn-plus-driver (DMA), in batches of crops.
 
-    ``deploy`` is the board build's deployment folder: the bitfile, ``driver/settings.json`` and
-    ``host_affine.json`` (the classifier's norm, applied here to the accelerator's popcounts).
+    ``deploy`` is the board build's deployment folder (see :mod:`bdnn.contract`): the bitfile,
+    ``driver/settings.json`` (+ ``runtime_weights/``), ``host_affine.json`` (the classifier's norm,
+    applied here to the accelerator's popcounts) and the model it was built from, which is the
+    default model. Needs numpy, Pillow, pynq and finn-plus-driver only.
     """
     name = "pynq"
 
-    def __init__(self, model, deploy: str | Path | None = None, batch: int = 50, **_):
-        super().__init__(model)
+    def __init__(self, model=None, deploy: str | Path | None = None, batch: int = 50, **_):
         try:
             import pynq  # noqa: F401  (part of the PYNQ board image, not on a host)
             from finn_plus_driver import get_driver_class
         except ImportError as e:
             raise BackendError(f"the pynq backend runs on a PYNQ board with pynq and finn-plus-driver installed "
                                f"({e}); off the board use --backend cpu, brevitas or finn-sim") from None
-        deploy = Path(deploy) if deploy else REPO / "build" / self.spec.name / "pynq-z2" / "deploy"
-        bitfiles = sorted(deploy.glob("**/*.bit"))
-        settings = deploy / "driver" / "settings.json"
-        if not bitfiles or not settings.exists():
-            raise BackendError(f"{deploy}: no bitfile and driver/settings.json here (run the board build with Vivado)")
-        aff = json.loads((deploy / "host_affine.json").read_text())
-        self.scale, self.bias = np.asarray(aff["scale"]), np.asarray(aff["bias"])
-        info = json.loads(settings.read_text())["driver_information"]
-        info.setdefault("runtime_weight_dir", str(settings.parent / "runtime_weights"))
+        deploy = resolve_deploy(deploy, model)
+        if model is None and (deploy / contract.MODEL_FILE).is_file():
+            model = deploy
+        super().__init__(model)
+        self.deploy = deploy
+        self.scale, self.bias, built_from = contract.read_deploy_affine(deploy)
+        art_file = contract.model_file(self.model_path)
+        if built_from is not None and built_from != contract.file_sha256(art_file):
+            raise BackendError(f"{deploy} holds an accelerator built from another model than {art_file}; "
+                               f"use its own model ({deploy / contract.MODEL_FILE}) or rebuild")
+        if len(self.scale) != self.spec.num_classes:
+            raise BackendError(f"{deploy}: host affine has {len(self.scale)} classes, the model {self.spec.num_classes}")
+        bitfiles = sorted(deploy.glob(contract.BITFILE_GLOB))
+        settings = deploy / contract.DRIVER_DIR / contract.DRIVER_SETTINGS_FILE
+        if not bitfiles or not settings.is_file():
+            raise BackendError(f"{deploy}: no bitfile and {contract.DRIVER_DIR}/{contract.DRIVER_SETTINGS_FILE} here "
+                               "(the board build writes them where Vivado ran)")
+        info = dict(json.loads(settings.read_text())["driver_information"])
+        # the driver resolves weight folders from the working directory: pass them absolute
+        info["runtime_weight_dir"] = str(settings.parent.resolve() / contract.RUNTIME_WEIGHTS_DIR)
+        info["mlo_weight_dir"] = str(settings.parent.resolve() / "mlo_weights")
         self.batch = batch
         self.accel = get_driver_class(info["driver_type"])(str(bitfiles[0]), **{**info, "batch_size": batch})
 
@@ -145,17 +177,20 @@ class PynqBackend(Backend):
         out = []
         for i in range(0, len(crops), self.batch):
             chunk = crops[i:i + self.batch]
-            if self.accel.batch_size != len(chunk):
+            if self.accel.batch_size != len(chunk):  # reallocates the DMA buffers
                 self.accel.batch_size = len(chunk)
             pop = self.accel.execute(chunk[..., None])  # NHWC uint8 in, classifier popcounts out
-            out.append(np.asarray(pop, dtype=np.float64).reshape(len(chunk), -1) * self.scale + self.bias)
+            out.append(contract.apply_host_affine(pop, self.scale, self.bias))
         return np.concatenate(out)
 
 
 _REGISTRY = {"cpu": CpuBackend, "brevitas": BrevitasBackend, "finn-sim": FinnSimBackend, "pynq": PynqBackend}
+assert tuple(_REGISTRY) == BACKENDS
 
 
-def get_backend(name: str, model: str | Path, **kw) -> Backend:
+def get_backend(name: str, model: str | Path | None = None, **kw) -> Backend:
+    """A backend by name; ``model`` None means the default model (for ``pynq``: the deployment
+    folder's own model)."""
     try:
         cls = _REGISTRY[name]
     except KeyError:

@@ -1,4 +1,9 @@
-"""``bdnn``: train, evaluate, export and predict from the command line."""
+"""``bdnn``: train, evaluate, export, predict and run the live demo from the command line.
+
+Start-up imports neither torch, FINN nor OpenCV: ``predict``, ``evaluate``, ``live``,
+``throughput`` and ``results`` with the ``cpu``/``pynq`` backends run with numpy and Pillow only
+(plus OpenCV for face detection); a command that needs an extra says which one to install.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,61 +12,97 @@ import json
 import sys
 from pathlib import Path
 
+from .arch import ARCHS
+from .backends import BACKENDS
+from .combine import COMBINE_MODES
+from .data import SPLITS
+from .errors import BdnnError, require
 
+MODEL_HELP = ("model folder or model.npz (default: $BDNN_MODEL, else the shipped bdnn4; "
+              "for --backend pynq: the deployment folder's own model)")
+
+
+# -- options shared by several commands, defined once --------------------------------------
+def add_model_option(p, required: bool = False) -> None:
+    p.add_argument("--model", default=None, required=required, help=MODEL_HELP)
+
+
+def add_data_option(p) -> None:
+    p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH or ../shared/data)")
+
+
+def add_backend_options(p) -> None:
+    """--model, --backend, --deploy, --hw-graph: how faces get classified."""
+    add_model_option(p)
+    p.add_argument("--backend", default="cpu", choices=BACKENDS,
+                   help="cpu: the bit-exact integer engine (default); brevitas: torch reference; "
+                        "finn-sim: FINN's HW graph in Python; pynq: the accelerator on the board")
+    p.add_argument("--deploy", default=None,
+                   help="pynq: the board build's deployment folder (default: $BDNN_DEPLOY, else the only "
+                        "build/<arch>/<board>/deploy with a bitfile)")
+    p.add_argument("--hw-graph", default=None,
+                   help="finn-sim: FINN HW-layer graph (default: build/<arch>/frontend/dataflow_partition.onnx)")
+
+
+def make_backend(a):
+    from .backends import get_backend
+    return get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
+
+
+# -- train -----------------------------------------------------------------------------------
 def _add_train(sub):
-    from .train import TrainConfig  # noqa: F401  (imported lazily at run time too)
-    p = sub.add_parser("train", help="train a BDNN/BCNN on FER2013 (selects on PublicTest)")
-    from .arch import ARCHS
-    p.add_argument("--arch", default="bdnn4", help=" | ".join(ARCHS))
+    from .config import TrainConfig
+    p = sub.add_parser("train", help="train a BDNN/BCNN on FER2013 (selects on PublicTest; needs the train extra)")
+    p.add_argument("--arch", default="bdnn4", choices=tuple(ARCHS), help="architecture (default: bdnn4)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, plots, model.npz)")
-    p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH)")
+    add_data_option(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--stop-after", type=int, default=0, help="end this invocation after N epochs (resumable)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "arch":
             continue
         flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
         if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                           help=meta["help"])
         else:
-            p.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
+            p.add_argument(flag, dest=f.name, type=type(f.default), default=f.default, choices=meta.get("choices"),
+                           help=f"{meta['help']} (default: {f.default!r})")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(a) -> int:
-    from .train import TrainConfig, train
+    require("torch", "bdnn train")
+    require("brevitas", "bdnn train")
+    from .config import TrainConfig
+    from .train import train
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)})
     res = train(cfg, Path(a.out), resume=a.resume, data_path=a.data, stop_after=a.stop_after)
     print(json.dumps({"best": res["best"]}))
     return 0
 
 
+# -- predict ---------------------------------------------------------------------------------
 def _add_predict(sub):
     p = sub.add_parser("predict", help="classify faces: whole images (any size/mode) or, with --detect, every face in photos")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz (default: models/bdnn4)")
-    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
-    p.add_argument("--hw-graph", default=None, help="finn-sim: FINN HW-layer graph (default: build/<arch>/frontend/...)")
-    p.add_argument("--deploy", default=None, help="pynq: the board build's deployment folder")
+    p.add_argument("images", nargs="+", help="image files (a file that cannot be read is reported; the rest go on)")
+    add_backend_options(p)
     p.add_argument("--vote", action="store_true", help="majority vote of the five crops instead of averaging scores")
     p.add_argument("--json", action="store_true", help="one JSON object per face")
-    p.add_argument("--detect", action="store_true", help="find faces in photos (OpenCV Haar cascade) and write annotated PNGs")
+    p.add_argument("--detect", action="store_true",
+                   help="find faces in photos (OpenCV Haar cascade; the demo extra) and write annotated PNGs")
     p.add_argument("--out-dir", default=".", help="--detect: folder for <image>.annotated.png (default: .)")
     p.set_defaults(func=cmd_predict)
-
-
-def _default_model() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "bdnn4"
 
 
 def cmd_predict(a) -> int:
     import numpy as np
 
-    from .backends import get_backend
     from .data import CLASS_NAMES
     from .images import ImageError, load_face
     from .predict import classify_faces
-    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
+    backend = make_backend(a)
     mode = "vote" if a.vote else "mean"
     failed = 0
     for path in a.images:
@@ -104,27 +145,26 @@ def cmd_predict(a) -> int:
     return 1 if failed else 0
 
 
+# -- evaluate --------------------------------------------------------------------------------
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="accuracy on a FER2013 split (centre, five-crop mean and vote)")
-    p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz (default: models/bdnn4)")
-    p.add_argument("--data", default=None, help="FER2013 npz/csv/image folder (default: $FER2013_PATH or ../shared)")
-    p.add_argument("--split", default="PrivateTest", help="Training | PublicTest | PrivateTest (default: PrivateTest)")
-    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
-    p.add_argument("--hw-graph", default=None, help="finn-sim: FINN HW-layer graph")
-    p.add_argument("--deploy", default=None, help="pynq: the board build's deployment folder")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only")
-    p.add_argument("--confusion-png", default=None, help="write the confusion matrix plot here")
+    add_backend_options(p)
+    add_data_option(p)
+    p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="FER2013 split (default: PrivateTest)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only (0: all)")
+    p.add_argument("--confusion-png", default=None, help="write the confusion matrix plot here (needs matplotlib)")
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(a) -> int:
-    from .backends import get_backend
     from .data import CLASS_NAMES, load_fer2013
     from .evaluate import evaluate
     faces, labels = load_fer2013(a.data).split(a.split)
     if a.limit:
         faces, labels = faces[:a.limit], labels[:a.limit]
-    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
+    if a.confusion_png:
+        require("matplotlib", "--confusion-png")
+    backend = make_backend(a)
     r = evaluate(backend, faces, labels)
     r.pop("scores")
     print(f"{backend.spec.name} on {a.split} ({r['n']} faces, {backend.name}): centre {r['acc_center']:.2%}, "
@@ -135,20 +175,58 @@ def cmd_evaluate(a) -> int:
         from .plots import plot_confusion
         plot_confusion(np.asarray(r["confusion_matrix"]), CLASS_NAMES, a.confusion_png,
                        f"{backend.spec.name}, {a.split}, five-crop mean {r['acc_fivecrop_mean']:.2%}")
-    print(json.dumps({"model": str(a.model), "arch": backend.spec.name, "split": a.split, "backend": backend.name, **r}))
+    print(json.dumps({"model": str(backend.model_path), "arch": backend.spec.name, "split": a.split,
+                      "backend": backend.name, **r}))
     return 0
 
 
+# -- live ------------------------------------------------------------------------------------
+def _add_live(sub):
+    p = sub.add_parser("live", help="live demo: faces in camera or video frames, boxes + labels + score bars, "
+                                    "frames/s and faces/s (OpenCV: the demo extra)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=int, default=None, metavar="N", help="camera index (/dev/videoN)")
+    src.add_argument("--video", default=None, metavar="FILE", help="a video file instead of a camera")
+    add_backend_options(p)
+    p.add_argument("--out", default=None, metavar="FILE", help="write the annotated video (.mp4, .avi or .mkv)")
+    p.add_argument("--show", action="store_true", help="show the frames in a window (OpenCV with a GUI and a display; q quits)")
+    p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: until the source ends or Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="one JSON line per frame: faces, boxes, labels, scores")
+    p.add_argument("--min-face", type=int, default=30, help="smallest face to detect, in pixels (default: 30)")
+    p.add_argument("--smooth", type=float, default=0.5,
+                   help="score bar smoothing: weight of the newest frame, in (0, 1] (default: 0.5; 1: none)")
+    p.add_argument("--fps", type=float, default=None, help="--out frame rate (default: the source's, else 15)")
+    p.set_defaults(func=cmd_live)
+
+
+def cmd_live(a) -> int:
+    from .live import run_live
+    backend = make_backend(a)
+    s = run_live(backend, camera=a.camera, video=a.video, out=a.out, show=a.show, frames=a.frames,
+                 json_lines=a.json, min_face=a.min_face, smooth=a.smooth, fps=a.fps)
+    ms = s["ms_per_frame"]
+    print(f"{s['source']} ({s['backend']}): {s['frames']} frames ({s['frames_without_face']} without a face), "
+          f"{s['faces']} faces in {s['seconds']:.1f} s: {s['frames_per_s']:.1f} frames/s, {s['faces_per_s']:.1f} faces/s; "
+          "per frame " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items())
+          + (f"; annotated video: {s['out']}" if s.get("out") else ""), file=sys.stderr if a.json else sys.stdout)
+    if a.json:
+        print(json.dumps({"summary": s}))
+    return 0
+
+
+# -- ship, results, export ---------------------------------------------------------------------
 def _add_ship(sub):
-    p = sub.add_parser("ship", help="package a training run as models/<arch>: artifact, model card, plots")
+    p = sub.add_parser("ship", help="package a training run as models/<arch>: artifact, model card, plots (train extra)")
     p.add_argument("run", help="training run folder, or a shipped model folder to re-package from its card")
     p.add_argument("out", help="model folder to write, e.g. models/bdnn4")
-    p.add_argument("--data", default=None)
+    add_data_option(p)
     p.add_argument("--command", default=None, help="the exact command that produced the run (for the card)")
     p.set_defaults(func=cmd_ship)
 
 
 def cmd_ship(a) -> int:
+    require("torch", "bdnn ship")
+    require("matplotlib", "bdnn ship")
     from .ship import repackage, ship
     src = Path(a.run)
     if not (src / "config.json").exists() and (src / "card.json").exists():
@@ -161,8 +239,10 @@ def cmd_ship(a) -> int:
 
 
 def _add_results(sub):
+    from .contract import default_model
     p = sub.add_parser("results", help="the paper's Tables 3-4 beside the shipped models' measured accuracy (markdown)")
-    p.add_argument("--models-dir", default=str(_default_model().parent), help="folder of shipped models (default: models/)")
+    p.add_argument("--models-dir", default=str(default_model().parent),
+                   help="folder of shipped models, each with a card.json (default: the shipped models/)")
     p.set_defaults(func=cmd_results)
 
 
@@ -177,30 +257,33 @@ def cmd_results(a) -> int:
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="export a model to QONNX (raw UINT8 pixel input)")
-    p.add_argument("--model", default=str(_default_model()), help="model folder or model.npz")
+    p = sub.add_parser("export", help="export a model to QONNX, raw UINT8 pixel input (train + finn extras)")
+    add_model_option(p)
     p.add_argument("--out", required=True, help="QONNX file to write")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a) -> int:
+    require("torch", "bdnn export")
+    require("brevitas", "bdnn export")
+    require("qonnx", "bdnn export")
     from .artifact import load
+    from .contract import default_model
     from .export import export_qonnx
     from .nn import from_artifact
-    art = load(a.model)
+    art = load(a.model or default_model())
     path = export_qonnx(from_artifact(art), art.spec, a.out)
     print(f"wrote {path} ({art.spec.name}, input: UINT8 pixels 1x1x{art.spec.in_size}x{art.spec.in_size})")
     return 0
 
 
+# -- throughput ------------------------------------------------------------------------------
 def _add_throughput(sub):
     p = sub.add_parser("throughput", help="faces/s of a backend and where the time goes")
-    p.add_argument("--model", default=str(_default_model()))
-    p.add_argument("--backend", default="cpu", help="cpu (default) | brevitas | finn-sim | pynq")
-    p.add_argument("--hw-graph", default=None)
-    p.add_argument("--deploy", default=None)
+    add_backend_options(p)
+    add_data_option(p)
     p.add_argument("--faces", type=int, default=500, help="how many faces (PrivateTest if available, else random)")
-    p.add_argument("--data", default=None)
+    p.add_argument("--combine", default="mean", choices=COMBINE_MODES, help="how five crops' scores combine (default: mean)")
     p.set_defaults(func=cmd_throughput)
 
 
@@ -209,7 +292,6 @@ def cmd_throughput(a) -> int:
 
     import numpy as np
 
-    from .backends import get_backend
     from .combine import combine_scores
     from .data import DataError, load_fer2013
     from .preprocess import five_crops
@@ -217,14 +299,14 @@ def cmd_throughput(a) -> int:
         faces = load_fer2013(a.data).split("PrivateTest")[0][:a.faces]
     except DataError:
         faces = np.random.default_rng(0).integers(0, 256, (a.faces, 48, 48), dtype=np.uint8)
-    backend = get_backend(a.backend, a.model, hw_graph=a.hw_graph, deploy=a.deploy)
+    backend = make_backend(a)
     backend.crop_scores(five_crops(faces[:2]))  # warm-up (kernel build, caches)
     t0 = time.perf_counter()
     crops = five_crops(faces)
     t1 = time.perf_counter()
     s5 = backend.crop_scores(crops)
     t2 = time.perf_counter()
-    combine_scores(s5, "mean").argmax(1)
+    combine_scores(s5, a.combine).argmax(1)
     t3 = time.perf_counter()
     total = t3 - t0
     r = {"backend": backend.name, "faces": len(faces), "crops": 5 * len(faces), "faces_per_s": len(faces) / total,
@@ -236,26 +318,21 @@ def cmd_throughput(a) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bdnn", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_predict, _add_evaluate, _add_live, _add_ship, _add_results, _add_export, _add_throughput):
+        add(sub)
+    return parser
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="bdnn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
-    _add_predict(sub)
-    _add_evaluate(sub)
-    _add_ship(sub)
-    _add_results(sub)
-    _add_export(sub)
-    _add_throughput(sub)
-    a = parser.parse_args(argv)
+    a = build_parser().parse_args(argv)
     try:
         return a.func(a)
-    except (ValueError, RuntimeError, OSError) as e:
-        from .artifact import ArtifactError
-        from .data import DataError
-        if isinstance(e, (DataError, ArtifactError)) or type(e).__name__ in ("CheckpointError", "BackendError", "ImageError"):
-            print(f"bdnn {a.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except BdnnError as e:
+        print(f"bdnn {a.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

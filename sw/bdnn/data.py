@@ -31,6 +31,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from .errors import BdnnError
+
 __all__ = [
     "CLASS_NAMES",
     "SPLITS",
@@ -62,7 +64,7 @@ _SPLIT_ALIASES: Dict[str, int] = {
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class DataError(ValueError):
+class DataError(BdnnError, ValueError):
     """Bad or missing input data. The message names the file and the row/image."""
 
 

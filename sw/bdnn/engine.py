@@ -33,28 +33,42 @@ def _cache_dir() -> Path:
     return d
 
 
+def _compile(so: Path) -> None:
+    """Build the kernel into ``so`` (atomically); the last compiler error if no flag set works."""
+    cc = os.environ.get("CC", "cc")
+    tmp = Path(tempfile.mkdtemp(dir=so.parent)) / so.name
+    base = [cc, "-O3", "-shared", "-fPIC", str(_SRC), "-o", str(tmp)]
+    err = None
+    for flags in (["-march=native", "-fopenmp"], ["-fopenmp"], []):
+        try:
+            subprocess.run(base[:2] + flags + base[2:], check=True, capture_output=True, timeout=120)
+            os.replace(tmp, so)
+            return
+        except (OSError, subprocess.SubprocessError) as e:
+            err = e
+    stderr = getattr(err, "stderr", b"") or b""
+    raise OSError(f"{cc} failed: {err}" + (f": {stderr.decode(errors='replace').strip()[-300:]}" if stderr else ""))
+
+
 def _load_kernel():
-    """Compile (once per source/machine) and load the C kernel; None if no compiler."""
+    """Compile (once per source/machine) and load the C kernel; None (and a one-time note on
+    stderr) when it cannot be had: source not installed, no working compiler, unwritable cache."""
     global _LIB, _LIB_ERROR
     if _LIB is not None or _LIB_ERROR is not None:
         return _LIB
-    tag = hashlib.sha256(_SRC.read_bytes() + os.uname().machine.encode() + sys.version.encode()).hexdigest()[:16]
-    so = _cache_dir() / f"bdnn_xnor_{tag}.so"
-    if not so.exists():
-        cc = os.environ.get("CC", "cc")
-        tmp = Path(tempfile.mkdtemp(dir=_cache_dir())) / so.name
-        base = [cc, "-O3", "-shared", "-fPIC", str(_SRC), "-o", str(tmp)]
-        for flags in (["-march=native", "-fopenmp"], ["-fopenmp"], []):
-            try:
-                subprocess.run(base[:2] + flags + base[2:], check=True, capture_output=True, timeout=120)
-                os.replace(tmp, so)
-                break
-            except (OSError, subprocess.SubprocessError) as e:
-                _LIB_ERROR = e
-        else:
-            return None
-        _LIB_ERROR = None
-    lib = ctypes.CDLL(str(so))
+    try:
+        if not _SRC.is_file():
+            raise OSError(f"the kernel source {_SRC.name} is not installed next to {Path(__file__).name}")
+        tag = hashlib.sha256(_SRC.read_bytes() + os.uname().machine.encode() + sys.version.encode()).hexdigest()[:16]
+        so = _cache_dir() / f"bdnn_xnor_{tag}.so"
+        if not so.exists():
+            _compile(so)
+        lib = ctypes.CDLL(str(so))
+    except OSError as e:
+        _LIB_ERROR = str(e)
+        print(f"note: bdnn cpu engine: no C kernel ({_LIB_ERROR}); using the numpy kernel "
+              "(same results, slower)", file=sys.stderr)
+        return None
     p64, p32, i = ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int32), ctypes.c_int
     lib.bin_conv.argtypes = [p64, i, i, i, i, p64, i, i, i, p32]
     lib.bin_conv.restype = None
@@ -66,7 +80,7 @@ def _load_kernel():
 
 
 def kernel_name() -> str:
-    return "C (XOR+popcount, OpenMP)" if _load_kernel() is not None else "numpy (no C compiler)"
+    return "C (XOR+popcount, OpenMP)" if _load_kernel() is not None else f"numpy (no C kernel: {_LIB_ERROR})"
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -114,8 +128,7 @@ def sign_affines(spec, layers: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]
     (2p-255)/255, so on the raw-pixel accumulator acc = sum(w*p) its conv output is 2*acc/255 - sum(w),
     folded here."""
     out = {}
-    names = [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()[:-1]]
-    for i, name in enumerate(names):
+    for i, name in enumerate(spec.sign_layer_names()):
         layer = layers[name]
         scale, shift = layer.bn.scale_shift()
         if i == 0:

@@ -12,11 +12,15 @@ from .preprocess import CENTRE, five_crops
 
 def evaluate(backend, faces: np.ndarray, labels: np.ndarray, batch_faces: int = 256, progress: bool = True) -> dict:
     """Centre-crop, five-crop mean and five-crop vote accuracy, per-class recall, confusion matrix."""
-    from tqdm import tqdm
     t0 = time.time()
     parts = []
-    for i in tqdm(range(0, len(faces), batch_faces), desc=f"evaluate ({backend.name})", unit="batch",
-                  disable=not progress):
+    batches = range(0, len(faces), batch_faces)
+    try:  # a progress bar where tqdm is installed (not on a bare board image)
+        from tqdm import tqdm
+        batches = tqdm(batches, desc=f"evaluate ({backend.name})", unit="batch", disable=not progress)
+    except ImportError:
+        pass
+    for i in batches:
         parts.append(backend.crop_scores(five_crops(faces[i:i + batch_faces])))
     s5 = np.concatenate(parts)
     labels = np.asarray(labels).astype(np.int64)

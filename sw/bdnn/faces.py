@@ -1,15 +1,18 @@
 """Faces in photos: OpenCV's bundled Haar cascade -> 48x48 faces -> annotated PNG.
 
-OpenCV (opencv-python-headless < 5, which still bundles the cascades) is imported only here.
+OpenCV (opencv-python-headless < 5, which still bundles the cascades; the ``demo`` extra) is
+imported only here and in :mod:`bdnn.live`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .images import ImageError, open_image, resize_face, to_gray_u8
+from .errors import MissingExtraError, require
+from .images import gray_image, open_image, resize_face
 
 
 @dataclass
@@ -18,14 +21,13 @@ class DetectedFace:
     face: np.ndarray                 # uint8 48x48
 
 
+@functools.lru_cache(maxsize=1)
 def _cascade():
-    try:
-        import cv2
-    except ImportError as e:
-        raise ImageError(f"face detection needs OpenCV (pip install 'opencv-python-headless<5'): {e}") from None
+    cv2 = require("cv2", "face detection (--detect, bdnn live)")
     path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
     if not path.exists():
-        raise ImageError(f"OpenCV {cv2.__version__} ships no Haar cascades ({path}); install opencv-python-headless<5")
+        raise MissingExtraError(f"OpenCV {cv2.__version__} ships no Haar cascades ({path}); "
+                                "install opencv-python-headless<5 (pip install 'bdnn-fer[demo]')")
     return cv2.CascadeClassifier(str(path))
 
 
@@ -33,22 +35,30 @@ def load_photo(path: str | Path):
     """Photo file -> (PIL RGB image for drawing, uint8 grayscale array)."""
     from PIL import Image
     im = open_image(path)
-    gray, _ = to_gray_u8(im)
+    gray, _ = gray_image(im, path)
     rgb = Image.fromarray(gray).convert("RGB") if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") else im.convert("RGB")
     return rgb, gray
 
 
+def detect_boxes(gray: np.ndarray, min_size: int = 30) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of every frontal face in a uint8 grayscale image, largest first."""
+    boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
+    return sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.1) -> np.ndarray:
+    """The face in ``box`` with a small margin (clipped to the image), resized to 48x48 uint8."""
+    x, y, w, h = box
+    h_img, w_img = gray.shape
+    m = int(round(margin * w))
+    x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w_img, x + w + m), min(h_img, y + h + m)
+    face, _ = resize_face(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+    return face
+
+
 def detect_faces(gray: np.ndarray, min_size: int = 30, margin: float = 0.1) -> list[DetectedFace]:
     """All frontal faces, largest first, each cropped square with a small margin and resized to 48x48."""
-    boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
-    out = []
-    h_img, w_img = gray.shape
-    for x, y, w, h in sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3]):
-        m = int(round(margin * w))
-        x0, y0, x1, y1 = max(0, x - m), max(0, y - m), min(w_img, x + w + m), min(h_img, y + h + m)
-        face, _ = resize_face(np.ascontiguousarray(gray[y0:y1, x0:x1]))
-        out.append(DetectedFace((x, y, w, h), face))
-    return out
+    return [DetectedFace(box, crop_face(gray, box, margin)) for box in detect_boxes(gray, min_size)]
 
 
 def annotate(rgb_image, faces: list[DetectedFace], labels: list[str], path: str | Path) -> Path:

@@ -1,15 +1,17 @@
 """Turn image files of any size/mode into 48x48 uint8 faces (numpy + Pillow only)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .errors import BdnnError
 from .preprocess import FACE_SIZE
 
 
-class ImageError(ValueError):
-    pass
+class ImageError(BdnnError, ValueError):
+    """An image file that cannot be classified (the message names the file)."""
 
 
 def to_gray_u8(img) -> tuple[np.ndarray, list[str]]:
@@ -32,8 +34,15 @@ def to_gray_u8(img) -> tuple[np.ndarray, list[str]]:
     return np.asarray(img, dtype=np.uint8), notes
 
 
-def open_image(path: str | Path):
-    """Fully decoded PIL image; ImageError naming the file if missing, empty, truncated or not an image."""
+# Larger images are refused before they are decoded: a 64-Mpixel RGB image already takes ~200 MB
+# to decode (a PYNQ-Z2 has 512 MB in all), and a small file can claim billions of pixels
+# (a decompression bomb). Pillow's own bomb check (89/179 Mpixel) is caught too.
+MAX_PIXELS = 64_000_000
+
+
+def open_image(path: str | Path, max_pixels: int = MAX_PIXELS):
+    """Fully decoded PIL image; ImageError naming the file if missing, empty, truncated, not an
+    image, or larger than ``max_pixels`` (checked from the header, before decoding)."""
     from PIL import Image, UnidentifiedImageError
     path = Path(path)
     if not path.is_file():
@@ -41,13 +50,27 @@ def open_image(path: str | Path):
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # Pillow warns above 89 Mpixel; the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"{path}: {w}x{h} is {w * h / 1e6:.0f} Mpixel, over the limit of "
+                                 f"{max_pixels / 1e6:.0f} Mpixel; downscale it first")
             im.load()
             return im.copy()
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused as a decompression bomb ({e}); the limit is "
+                         f"{max_pixels / 1e6:.0f} Mpixel") from None
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode this image") from None
+    except Exception as e:  # noqa: BLE001 -- any decoder failure is this file's problem, not the batch's
+        raise ImageError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
 
 
 def load_face(path: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -56,8 +79,16 @@ def load_face(path: str | Path) -> tuple[np.ndarray, list[str]]:
     Returns the face and human-readable notes on conversions (mode, resize). Raises ImageError
     with the file name for missing, empty, truncated, non-image or too small files.
     """
-    gray, notes = to_gray_u8(open_image(path))
+    gray, notes = gray_image(open_image(path), path)
     return resize_face(gray, notes, str(path))
+
+
+def gray_image(img, path) -> tuple[np.ndarray, list[str]]:
+    """:func:`to_gray_u8`, with a conversion Pillow cannot do reported as the file's ImageError."""
+    try:
+        return to_gray_u8(img)
+    except Exception as e:  # noqa: BLE001 -- e.g. a colour mode Pillow cannot convert to grayscale
+        raise ImageError(f"{path}: cannot convert its {img.mode} pixels to grayscale ({e})") from None
 
 
 MIN_SIDE = 8

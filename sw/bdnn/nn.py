@@ -109,12 +109,13 @@ def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str |
 
 # -- compact artifact <-> module ------------------------------------------------------------
 def _named_layers(model: BDNN):
-    """(artifact name, linear/conv module, its BatchNorm) in network order."""
-    for i, b in enumerate(model.blocks):
-        yield f"block{i + 1}.conv1", b.conv1, b.bn1
-        yield f"block{i + 1}.conv2", b.conv2, b.bn2
-    for j, (fc, bn) in enumerate(zip(model.fcs, model.fc_bns)):
-        yield f"fc{j + 1}", fc, bn
+    """(artifact name, linear/conv module, its BatchNorm) in network order; the names are the
+    spec's (:meth:`ArchSpec.layer_names`)."""
+    modules = [m for b in model.blocks for m in ((b.conv1, b.bn1), (b.conv2, b.bn2))] + list(zip(model.fcs, model.fc_bns))
+    names = model.spec.layer_names()
+    assert len(names) == len(modules), (names, len(modules))
+    for name, (lin, bn) in zip(names, modules):
+        yield name, lin, bn
 
 
 def to_artifact_layers(model: BDNN) -> dict:

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,38 +22,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .arch import get_arch
+from .config import TrainConfig
 from .data import CLASS_NAMES, FER2013, load_fer2013
+from .errors import BdnnError
 from .nn import BDNN, save_artifact
 from .preprocess import CROP_OFFSETS, CROP_SIZE, FACE_SIZE, five_crops
 
 CHECKPOINT_FORMAT = "bdnn-checkpoint-v1"
 
 
-class CheckpointError(RuntimeError):
-    pass
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "bdnn4"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 5e-3
-    schedule: str = "cosine"          # cosine (with warmup) | onecycle | constant
-    warmup_epochs: float = 1.0
-    optimizer: str = "adam"           # adam | sgd
-    weight_decay: float = 0.0
-    loss: str = "hinge"               # hinge (paper eq. 5) | sqhinge | ce
-    augment: str = "fivecrop"         # fivecrop: one of the paper's 5 crops | random: any 42x42 window
-    flip: bool = True
-    seed: int = 0
-    fast: bool = True                 # bf16 autocast + channels_last for training (eval is always fp32)
-    eval_batch: int = 256
-    max_train_batches: int = 0        # >0: cut epochs short (tests, smoke runs)
-    max_eval_faces: int = 0           # >0: evaluate on the first N faces only (tests)
-    threads: int = 0                  # 0: torch default
-    init_from: str = ""               # start from this checkpoint's weights (fresh optimizer + schedule):
-                                      # warm restarts / fine-tuning; the run records where it started
+class CheckpointError(BdnnError, RuntimeError):
+    """A missing, corrupt or mismatched training checkpoint."""
 
 
 # -- losses ------------------------------------------------------------------------------------

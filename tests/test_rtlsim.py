@@ -140,3 +140,23 @@ def test_yosys_counts_an_rtl_unit(tiny_codegen):
     r2 = synthesize(lut_mem.unit.top, list(lut_mem.unit.files), lut_mem.unit.run_dir)
     print(f"{lut_mem.node}: {r2}")
     assert r2["lutram"] > 0 and r2["bram36"] == 0
+
+
+@pytest.mark.parametrize("dtype,k,width", [("BINARY", 64, 64), ("BINARY", 9, 16), ("UINT8", 1, 8), ("UINT8", 9, 72),
+                                           ("INT12", 8, 96), ("INT7", 3, 24), ("UINT13", 1, 16), ("INT32", 2, 64)])
+def test_stream_packing_equals_finns(dtype, k, width):
+    """The vectorized packing is FINN's npy_to_rtlsim_input / rtlsim_output_to_npy, bit for bit."""
+    from qonnx.core.datatype import DataType
+    from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
+    from bdnn_hw.rtlsim.harness import from_words, to_words
+    from bdnn_hw.rtlsim.units import pack_words, unpack_words
+    dt = DataType[dtype]
+    rng = np.random.default_rng(k)
+    x = rng.integers(dt.min(), dt.max() + 1, (37, k)).astype(np.float32)
+    ours = pack_words(x, dt.bitwidth(), width)
+    finn = to_words(npy_to_rtlsim_input(x.reshape(37, k), dt, width), width)
+    np.testing.assert_array_equal(ours, finn)
+    back = unpack_words(ours, dt.bitwidth(), k, dt.signed())
+    np.testing.assert_array_equal(back, x)
+    ref = rtlsim_output_to_npy(from_words(ours, width), None, dt, (37, k), width, dt.bitwidth())
+    np.testing.assert_array_equal(back, ref)

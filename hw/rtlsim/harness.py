@@ -66,7 +66,7 @@ class Unit:
 
 @dataclass
 class SimResult:
-    outputs: list[list[int]]
+    outputs: list[np.ndarray]          # per output stream: (beats, nwords) uint32
     cycles: int                        # reset release -> last expected output beat
     first_out_cycle: int
     seconds: float
@@ -248,7 +248,8 @@ def compile_unit(unit: Unit, jobs: int = 2, timeout: int = 1800) -> tuple[Path, 
     return exe, False
 
 
-def to_words(beats: list[int], width: int) -> np.ndarray:
+def to_words(beats, width: int) -> np.ndarray:
+    """Python integers (one per beat) -> (beats, nwords) uint32 words."""
     nw = max(1, -(-width // 32))
     arr = np.zeros((len(beats), nw), dtype=np.uint32)
     for i, b in enumerate(beats):
@@ -259,6 +260,7 @@ def to_words(beats: list[int], width: int) -> np.ndarray:
 
 
 def from_words(arr: np.ndarray, width: int) -> list[int]:
+    """(beats, nwords) uint32 words -> Python integers, one per beat."""
     nw = max(1, -(-width // 32))
     arr = arr.reshape(-1, nw).astype(np.uint64)
     mask = (1 << width) - 1
@@ -271,10 +273,11 @@ def from_words(arr: np.ndarray, width: int) -> list[int]:
     return out
 
 
-def simulate(unit: Unit, inputs: list[list[int]], expected_beats: list[int], *, seed: int = 0,
+def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *, seed: int = 0,
              stall_in: int = 0, stall_out: int = 0, idle_limit: int = 100_000,
              extra_cycles: int = 0, timeout: int = 3600) -> SimResult:
-    """Run ``unit`` on input beats; returns the first ``expected_beats[o]`` beats of each output.
+    """Run ``unit`` on input beats ((beats, nwords) uint32 per stream, see ``to_words``); returns
+    the first ``expected_beats[o]`` beats of each output in the same form.
 
     ``stall_in``/``stall_out``: percent of cycles an input withholds TVALID / an output drops
     TREADY. ``extra_cycles``: keep running (TREADY high) after the last expected beat and count
@@ -287,7 +290,10 @@ def simulate(unit: Unit, inputs: list[list[int]], expected_beats: list[int], *, 
         in_files = []
         for i, (s, beats) in enumerate(zip(unit.inputs, inputs)):
             f = t / f"in{i}.bin"
-            to_words(beats, s.width).tofile(f)
+            beats = np.asarray(beats, dtype=np.uint32)
+            if beats.ndim != 2 or beats.shape[1] != s.words:
+                raise ValueError(f"{unit.top} input {i}: expected (beats, {s.words}) uint32 words, got {beats.shape}")
+            np.ascontiguousarray(beats, dtype="<u4").tofile(f)
             in_files.append(str(f))
         out_args = []
         for o, n in enumerate(expected_beats):
@@ -300,7 +306,6 @@ def simulate(unit: Unit, inputs: list[list[int]], expected_beats: list[int], *, 
         if p.returncode != 0:
             raise SimError(p.stderr.strip() or f"{unit.top}: simulator exited with {p.returncode}")
         stats = json.loads(p.stdout.strip().splitlines()[-1])
-        outs = [from_words(np.fromfile(t / f"out{o}.bin", dtype=np.uint32), s.width)
-                for o, s in enumerate(unit.outputs)]
+        outs = [np.fromfile(t / f"out{o}.bin", dtype="<u4").reshape(-1, s.words) for o, s in enumerate(unit.outputs)]
     return SimResult(outs, stats["cycles"], stats["first_out_cycle"], secs, stall_in, stall_out,
                      stats["extra_beats"], stats)

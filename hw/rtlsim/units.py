@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .harness import Stream, Unit, axis
+from .harness import Unit, axis, to_words
 
 
 @dataclass
@@ -84,23 +84,55 @@ def rtl_units(model) -> list[NodeUnit]:
     return units
 
 
-# -- stream packing (FINN's contract) -----------------------------------------------------------
-def pack_input(inst, ind: int, value: np.ndarray) -> list[int]:
+# -- stream packing (FINN's contract, vectorized) ----------------------------------------------
+# FINN packs the innermost dimension of a folded tensor into one stream beat, element 0 in the
+# least significant bits (``npy_to_rtlsim_input(..., reverse_inner=True)``), each element as its
+# datatype's two's-complement bit pattern. FINN's own functions go through hex strings (minutes for
+# one big SWG stream); these do the same with numpy bit operations on 32-bit words, the harness's
+# beat format. ``tests/test_rtlsim.py`` checks them against FINN's on every datatype used here.
+def pack_words(values: np.ndarray, bits: int, stream_width: int) -> np.ndarray:
+    """(beats, k) integer elements -> (beats, ceil(stream_width/32)) uint32 words."""
+    v = np.asarray(values).astype(np.int64).reshape(values.shape[0], -1)
+    beats, k = v.shape
+    if k * bits > stream_width:
+        raise ValueError(f"{k} x {bits}-bit elements do not fit a {stream_width}-bit stream")
+    nw = max(1, -(-stream_width // 32))
+    u = v & ((1 << bits) - 1)
+    b = ((u[:, :, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.uint8).reshape(beats, k * bits)
+    full = np.zeros((beats, nw * 32), dtype=np.uint8)
+    full[:, : k * bits] = b
+    return np.packbits(full, axis=1, bitorder="little").view("<u4").reshape(beats, nw).astype(np.uint32)
+
+
+def unpack_words(words: np.ndarray, bits: int, k: int, signed: bool) -> np.ndarray:
+    """(beats, nwords) uint32 words -> (beats, k) int64 elements."""
+    w = np.ascontiguousarray(words, dtype="<u4")
+    b = np.unpackbits(w.view(np.uint8).reshape(w.shape[0], -1), axis=1, bitorder="little")[:, : k * bits]
+    vals = (b.reshape(-1, k, bits).astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(-1)
+    if signed:
+        vals = np.where(vals >= (1 << (bits - 1)), vals - (1 << bits), vals)
+    return vals
+
+
+def pack_input(inst, ind: int, value: np.ndarray) -> np.ndarray:
     from qonnx.core.datatype import DataType
-    from finn.util.data_packing import npy_to_rtlsim_input
-    arr = np.asarray(value, dtype=np.float32).reshape(inst.get_folded_input_shape(ind))
+    folded = inst.get_folded_input_shape(ind)
+    arr = np.asarray(value, dtype=np.float32).reshape(folded)
     dt = inst.get_input_datatype(ind)
     if dt == DataType["BIPOLAR"]:
         arr, dt = (arr + 1) / 2, DataType["BINARY"]
-    return npy_to_rtlsim_input(arr, dt, inst.get_instream_width(ind))
+    return pack_words(np.rint(arr).reshape(-1, folded[-1]), dt.bitwidth(), inst.get_instream_width(ind))
 
 
-def unpack_output(inst, ind: int, beats: list[int]) -> np.ndarray:
-    from finn.util.data_packing import rtlsim_output_to_npy
+def unpack_output(inst, ind: int, words: np.ndarray) -> np.ndarray:
+    from qonnx.core.datatype import DataType
     odt = inst.get_output_datatype(ind)
-    out = rtlsim_output_to_npy(beats, None, odt, inst.get_folded_output_shape(ind),
-                               inst.get_outstream_width(ind), odt.bitwidth())
-    return np.asarray(out, dtype=np.float32).reshape(inst.get_normal_output_shape(ind))
+    folded = inst.get_folded_output_shape(ind)
+    bits = odt.bitwidth()
+    vals = unpack_words(words, bits, folded[-1], odt.signed() and odt != DataType["BIPOLAR"])
+    if odt == DataType["BIPOLAR"]:
+        vals = 2 * vals - 1
+    return vals.astype(np.float32).reshape(inst.get_normal_output_shape(ind))
 
 
 def output_beats(inst, ind: int = 0) -> int:
@@ -108,7 +140,7 @@ def output_beats(inst, ind: int = 0) -> int:
 
 
 def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
-    """The weight words an internal_decoupled MVAU must receive, derived from the graph's weight
+    """The weight words (uint32 array, one row per beat) an internal_decoupled MVAU must receive, derived from the graph's weight
     initializer (not from the generated memory file, so a corrupted .dat is caught), and how many
     the MVAU reads per input image (the stream repeats once per input vector)."""
     import tempfile
@@ -123,6 +155,7 @@ def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
     wdt = inst.get_input_datatype(1)
     if wdt == DataType["BIPOLAR"]:
         wdt = DataType["BINARY"]
-    words = npy_to_rtlsim_input(arr, wdt, inst.get_instream_width(1))
+    width = inst.get_instream_width(1)
+    words = to_words(npy_to_rtlsim_input(arr, wdt, width), width)
     reps = int(np.prod(inst.get_nodeattr("numInputVectors")))
     return words, reps * len(words)

@@ -1,21 +1,8 @@
 """The board build: both boards' summary.json, a clean stop without Vivado, reruns."""
 import json
 
-import pytest
-
-from bdnn.arch import ArchSpec
-from bdnn.nn import save_artifact
-from conftest import calibrated_model
-
 FIELDS = {"board", "fpga_part", "lut", "bram36", "dsp", "lut_budget", "bram36_budget", "fits", "fclk_mhz",
           "est_crops_per_s", "bit_exact_crops", "bit_exact_mismatches"}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, private_crops):
-    d = tmp_path_factory.mktemp("tiny_model")
-    save_artifact(calibrated_model(ArchSpec("tiny", (8, 16), fc_hidden=(32,)), private_crops[0][:300]), d / "model.npz")
-    return d
 
 
 def test_build_writes_both_summaries_and_stops_cleanly(tiny_model, tmp_path, monkeypatch, capsys, finn_build_dir):

@@ -1,22 +1,17 @@
-"""The `bdnn` command line: predict on odd images, evaluate's JSON line, export."""
+"""The `bdnn` command line: predict on odd, large and hostile images, evaluate's JSON line,
+export, the backends' shared interface, errors by type, extras named when missing."""
 import json
+import struct
+import sys
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bdnn.arch import ArchSpec
 from bdnn.cli import main
 from bdnn.data import CLASS_NAMES
-from bdnn.nn import save_artifact
-from conftest import REPO, calibrated_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, private_crops):
-    d = tmp_path_factory.mktemp("tiny_cli_model")
-    save_artifact(calibrated_model(ArchSpec("tiny", (8, 16), fc_hidden=(32,)), private_crops[0][:300]), d / "model.npz")
-    return d
+from conftest import REPO
 
 
 def make_images(d):
@@ -65,8 +60,51 @@ def test_predict_vote_and_text_output(tmp_path, tiny_model, capsys):
 
 def test_unknown_backend_is_a_clear_error(tmp_path, tiny_model, capsys):
     good, _ = make_images(tmp_path)
-    assert main(["predict", str(good[0]), "--model", str(tiny_model), "--backend", "gpu"]) == 2
-    assert "unknown backend 'gpu'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(good[0]), "--model", str(tiny_model), "--backend", "gpu"])
+    assert e.value.code == 2 and "invalid choice: 'gpu'" in capsys.readouterr().err
+    from bdnn.backends import BackendError, get_backend
+    with pytest.raises(BackendError, match="unknown backend 'gpu'"):
+        get_backend("gpu", tiny_model)
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header claims width x height and whose pixel data is one tiny zlib stream:
+    a few hundred bytes on disk (a decompression bomb's shape)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_large_and_hostile_images_get_a_per_file_error_and_the_batch_goes_on(tmp_path, tiny_model, capsys):
+    """Issue 14 (3): hundreds of megapixels, a decompression bomb, a colour mode Pillow cannot
+    convert, garbage after a valid header: each file gets its error (the limit stated), the rest run."""
+    from bdnn.images import MAX_PIXELS
+    good, _ = make_images(tmp_path)
+    huge = png_header_only(tmp_path / "huge.png", 20_000, 20_000)           # 400 Mpixel
+    bomb = png_header_only(tmp_path / "bomb.png", 60_000, 60_000)           # 3.6 Gpixel: Pillow's own bomb check
+    just_over = png_header_only(tmp_path / "over.png", 8_001, 8_000)        # just over 64 Mpixel
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes((tmp_path / "rgb.png").read_bytes()[:60] + bytes(range(256)) * 8)
+    lab = tmp_path / "lab.tif"
+    Image.new("LAB", (64, 64)).save(lab)
+    files = [str(good[0]), str(huge), str(bomb), str(good[1]), str(just_over), str(garbage), str(lab), str(good[2])]
+    rc = main(["predict", *files, "--model", str(tiny_model), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    done = [json.loads(line)["image"] for line in cap.out.splitlines()]
+    limit = f"limit of {MAX_PIXELS / 1e6:.0f} Mpixel"
+    assert "huge.png: 20000x20000 is 400 Mpixel, over the " + limit in cap.err
+    assert "bomb.png: 60000x60000" in cap.err and limit in cap.err
+    assert "over.png: 8001x8000 is 64 Mpixel, over the" in cap.err
+    assert "garbage.png: unreadable or truncated image" in cap.err
+    assert "lab.tif: cannot convert its LAB pixels to grayscale" in cap.err
+    assert done == [str(good[0]), str(good[1]), str(good[2])]
+    assert "5 of 8 images could not be classified" in cap.err
+    assert "Traceback" not in cap.err
 
 
 def test_finn_sim_without_a_built_graph_says_how_to_build_it(tmp_path, tiny_model, capsys):
@@ -92,9 +130,8 @@ def test_export_writes_qonnx(tiny_model, tmp_path, capsys):
     assert any(n.op_type == "BipolarQuant" for n in m.graph.node)
 
 
-def test_finn_sim_backend_agrees_with_brevitas(tmp_path, tiny_model, capsys, finn_build_dir):
-    from bdnn_hw.flow import run_frontend
-    fe = run_frontend(tiny_model, tmp_path / "fe", progress=False)
+def test_finn_sim_backend_agrees_with_brevitas(tmp_path, tiny_model, capsys, tiny_frontend):
+    fe = tiny_frontend
     capsys.readouterr()  # the front end's own chatter
     good, _ = make_images(tmp_path)
     outs = {}
@@ -155,3 +192,70 @@ def test_backends_share_one_interface(tiny_model, private_crops, backend):
     assert s.shape == (2, 5, 7)
     ref = get_backend("brevitas", tiny_model).crop_scores(crops[:10])
     assert np.abs(s.reshape(10, 7) - ref).max() < 1e-4
+
+
+def test_every_option_has_help_and_fixed_sets_have_choices():
+    from bdnn.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    fixed = {"--backend": {"cpu", "brevitas", "finn-sim", "pynq"}, "--split": {"Training", "PublicTest", "PrivateTest"},
+             "--arch": {"bdnn2", "bdnn3", "bdnn4", "bcnn4", "bdnn4-hw", "bdnn4-hw-gp"}, "--loss": {"hinge", "sqhinge", "ce"},
+             "--schedule": {"cosine", "onecycle", "constant"}, "--optimizer": {"adam", "sgd"},
+             "--augment": {"fivecrop", "random"}, "--combine": {"mean", "vote"}}
+    seen = set()
+    for name, p in sub.choices.items():
+        for act in p._actions:
+            if not act.option_strings or act.dest == "help":
+                continue
+            assert act.help, f"bdnn {name} {act.option_strings[0]} has no help"
+            flag = act.option_strings[-1]
+            if flag in fixed:
+                seen.add(flag)
+                assert set(act.choices or ()) == fixed[flag], f"bdnn {name} {flag}"
+    assert seen == set(fixed)
+
+
+def test_errors_share_one_base_class():
+    from bdnn.artifact import ArtifactError
+    from bdnn.backends import BackendError
+    from bdnn.data import DataError
+    from bdnn.errors import BdnnError, MissingExtraError
+    from bdnn.images import ImageError
+    from bdnn.live import VideoError
+    from bdnn.train import CheckpointError
+    for cls in (ArtifactError, BackendError, DataError, ImageError, CheckpointError, MissingExtraError, VideoError):
+        assert issubclass(cls, BdnnError), cls
+
+
+@pytest.mark.parametrize("argv,module,extra", [
+    (["export", "--out", "x.onnx"], "torch", "train"),
+    (["predict", "{img}", "--backend", "brevitas"], "torch", "train"),
+    (["predict", "{img}", "--backend", "finn-sim"], "qonnx", "finn"),
+    (["predict", "{img}", "--detect"], "cv2", "demo"),
+    (["live", "--video", "{img}"], "cv2", "demo"),
+    (["train", "--out", "{tmp}/run"], "torch", "train"),
+], ids=["export", "brevitas", "finn-sim", "detect", "live", "train"])
+def test_commands_name_the_missing_extra(tmp_path, tiny_model, capsys, monkeypatch, argv, module, extra):
+    img = tmp_path / "face.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(img)
+    import bdnn.faces
+    bdnn.faces._cascade.cache_clear()
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    argv = [a.format(img=img, tmp=tmp_path) for a in argv]
+    if argv[0] not in ("train",):
+        argv += ["--model", str(tiny_model)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"needs {module}" in err and f"pip install 'bdnn-fer[{extra}]'" in err, err
+    bdnn.faces._cascade.cache_clear()
+
+
+def test_startup_imports_no_heavy_dependency():
+    """Issue 14 (1): the CLI and the on-board path import neither torch, FINN nor OpenCV."""
+    import subprocess
+    code = ("import sys; from bdnn.cli import build_parser; build_parser(); import bdnn.backends, bdnn.live, "
+            "bdnn.contract, bdnn.predict, bdnn.images, bdnn.evaluate, bdnn.results; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'brevitas', 'finn', 'qonnx', 'onnx', "
+            "'cv2', 'matplotlib', 'tqdm'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

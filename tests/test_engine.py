@@ -24,14 +24,35 @@ def test_engine_matches_brevitas_on_small_models(tmp_path, private_crops, dense,
     assert np.array_equal(got, acc)
 
 
-def test_numpy_fallback_equals_the_c_kernel(tmp_path, private_crops, monkeypatch):
+def test_numpy_fallback_equals_the_c_kernel(tiny_model, private_crops, monkeypatch):
     import bdnn.engine as eng
     crops, _ = private_crops
-    save_artifact(calibrated_model(ArchSpec("tiny", (8, 16), fc_hidden=(32,)), crops[:300]), tmp_path / "model.npz")
-    e = Engine(load(tmp_path))
+    e = Engine(load(tiny_model))
     fast = e.accumulators(crops[:20])
+    assert eng._LIB is not None  # the C kernel ran
     monkeypatch.setattr(eng, "_load_kernel", lambda: None)
     assert np.array_equal(e.accumulators(crops[:20]), fast)
+
+
+@pytest.mark.parametrize("broken", ["source", "compiler"])
+def test_engine_falls_back_to_numpy_with_a_note(tiny_model, private_crops, monkeypatch, tmp_path, capfd, broken):
+    """Issue 14 (2): a plain install without the kernel source, or no working C compiler:
+    same results from the numpy kernel, and a note saying so."""
+    import bdnn.engine as eng
+    crops, _ = private_crops
+    want = Engine(load(tiny_model)).accumulators(crops[:10])
+    monkeypatch.setattr(eng, "_LIB", None)
+    monkeypatch.setattr(eng, "_LIB_ERROR", None)
+    monkeypatch.setenv("BDNN_CACHE", str(tmp_path / "cache"))   # nothing compiled yet
+    if broken == "source":
+        monkeypatch.setattr(eng, "_SRC", tmp_path / "missing" / "_xnor.c")
+    else:
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    got = Engine(load(tiny_model)).accumulators(crops[:10])
+    assert eng._LIB is None and np.array_equal(got, want)
+    err = capfd.readouterr().err
+    assert "no C kernel" in err and "numpy kernel (same results, slower)" in err
+    assert ("_xnor.c is not installed" if broken == "source" else "no-such-cc") in err
 
 
 def test_engine_matches_brevitas_on_the_whole_private_test(fer):

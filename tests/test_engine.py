@@ -115,7 +115,7 @@ def test_centred_thresholds_keep_every_decision_and_remove_near_ties(private_cro
     """A threshold 7e-5 from an integer (the shape of a real failure: fp32 paths split the tie) is
     moved mid-gap; the integer network and Brevitas on the centred artifact still agree exactly."""
     from bdnn.artifact import Artifact
-    from bdnn.engine import centre_thresholds, threshold_margins, thresholds, sign_affines
+    from bdnn.thresholds import centre_thresholds, sign_affines, threshold_margins, thresholds
     from bdnn.nn import from_artifact, predict_scores, to_artifact_layers
     crops, _ = private_crops
     spec = ArchSpec("tiny", (8, 16), fc_hidden=(32,))

@@ -122,7 +122,7 @@ def to_artifact_layers(model: BDNN) -> dict:
     """Binary weights + BN parameters, with every sign threshold centred in its integer gap
     (:func:`bdnn.engine.centre_thresholds`): same integer decisions, no fp32 near-ties."""
     from .artifact import BatchNorm, Layer
-    from .engine import centre_thresholds
+    from .thresholds import centre_thresholds
     out = {}
     for name, lin, bn in _named_layers(model):
         w = lin.weight.detach().float().cpu().numpy()

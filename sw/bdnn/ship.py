@@ -124,7 +124,7 @@ def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=Non
 
 def _package(art, stages: list[dict], out: Path, data_path, command, data) -> dict:
     from .backends import CpuBackend
-    from .engine import centre_thresholds, threshold_margins
+    from .thresholds import centre_thresholds, threshold_margins
     from .evaluate import evaluate
     from .plots import plot_confusion, plot_learning_curve
     out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ the graph's weight initializer implies.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -108,28 +109,49 @@ def _sim_twice(u: NodeUnit, inputs, beats, seed, stall, idle_limit, extra):
     return free, bp
 
 
+def unit_inputs(model, node, inst, u: NodeUnit, context: dict, hw_layout: dict | None = None) -> list[np.ndarray]:
+    """The beats of every input stream of a unit: activations from the context (in the producer's
+    stream layout where it differs from Python's, see ``to_python_layout``); for the project's
+    MVAU also the weight stream (what FINN's memstream or the DDR weight stream delivers)."""
+    hw_layout = hw_layout or {}
+    ins = [pack_input(inst, i, hw_layout.get(node.input[i], context[node.input[i]])) for i in range(len(u.unit.inputs))
+           if not (u.kind.startswith("MVAU") and i == 1)]
+    if u.kind.startswith("MVAU"):
+        words, n = weight_stream_golden(model, node, inst)
+        ins.append(np.tile(words, (n // len(words), 1)))
+    return ins
+
+
 def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle_limit: int = 200_000,
-                   progress: bool = True, only: set[str] | None = None) -> tuple[np.ndarray, GraphSimReport]:
+                   progress: bool = True, only: set[str] | None = None,
+                   project_rtl: Path | None = None) -> tuple[np.ndarray, GraphSimReport]:
     """Run a code-generated HW graph on one input with every RTL unit in Verilator.
 
     ``stall``: percent of cycles with back-pressure in the second run of each unit. ``only``: node
-    names to simulate (default all RTL units); the others run in Python. Returns the graph output
-    and the per-node report."""
+    names to simulate (default all RTL units); the others run in Python. ``project_rtl``: a work
+    folder; when given, the HLS nodes the project has RTL for (``bdnn_hw.rtl``) are simulated too.
+    Returns the graph output and the per-node report."""
     from qonnx.custom_op.registry import getCustomOp
     t_start = time.perf_counter()
     graph = model.graph
     context = {i.name: model.get_initializer(i.name) for i in graph.initializer}
     context[graph.input[0].name] = np.asarray(x, dtype=np.float32)
     units = {}
-    for u in rtl_units(model):
+    all_units = rtl_units(model)
+    if project_rtl is not None:
+        from ..rtl.wrappers import project_rtl_units
+        all_units += project_rtl_units(model, Path(project_rtl))
+    for u in all_units:
         units.setdefault(u.node.split("/")[0], []).append(u)
     report = GraphSimReport()
+    hw_layout = {}  # tensors whose stream order differs from FINN's Python layout (depthwise SWG)
     bar = tqdm(graph.node, desc="rtlsim (Verilator) node by node", unit="node", disable=not progress)
     for node in bar:
         bar.set_postfix_str(node.name)
         inst = getCustomOp(node)
         golden = python_exec_node(node, inst, context, graph)
         result = {k: to_python_layout(inst, v) for k, v in golden.items()}
+        hw_layout.update({k: v for k, v in golden.items() if v is not result[k]})
         sim_units = [u for u in units.get(node.name, []) if only is None or node.name in only]
         if not sim_units:
             report.records.append(NodeRecord(node.name, node.op_type, EVIDENCE_PYTHON))
@@ -147,7 +169,7 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
                         rec.mismatches += int((got != expect).any(axis=1).sum())
                     rec.elements = 2 * n
                 else:
-                    ins = [pack_input(inst, i, context[node.input[i]]) for i, _ in enumerate(u.unit.inputs)]
+                    ins = unit_inputs(model, node, inst, u, context, hw_layout)
                     beats = [output_beats(inst, o) for o, _ in enumerate(u.unit.outputs)]
                     # run on after the last output beat until the unit has drained its input (an SWG
                     # reads the rows no window covers only after its last window)
@@ -165,6 +187,8 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
                         rec.mismatches += left
                         # the back-pressured run feeds the rest of the graph, in Python's layout
                         result[name] = to_python_layout(inst, sims[1])
+                        if result[name] is not sims[1]:
+                            hw_layout[name] = sims[1]
                 rec.cycles, rec.cycles_backpressure = free.cycles, bp.cycles
             except SimError as e:
                 rec.error = str(e)

@@ -1,0 +1,47 @@
+// Synchronous AXI-stream FIFO for the stitched design (DEPTH >= 2), with a high-water mark so
+// simulation can size it: max_count is the largest occupancy seen since reset.
+module stream_fifo #(
+	int unsigned  WIDTH = 8,
+	int unsigned  DEPTH = 2
+)(
+	input	logic  clk,
+	input	logic  rst_n,
+
+	input	logic [WIDTH-1:0]  in_tdata,
+	input	logic  in_tvalid,
+	output	logic  in_tready,
+
+	output	logic [WIDTH-1:0]  out_tdata,
+	output	logic  out_tvalid,
+	input	logic  out_tready,
+
+	output	logic [$clog2(DEPTH+1)-1:0]  max_count
+);
+	localparam int unsigned  A = DEPTH > 1 ? $clog2(DEPTH) : 1;
+	localparam int unsigned  C = $clog2(DEPTH+1);
+	logic [WIDTH-1:0]  mem [DEPTH];
+	logic [A-1:0]  rd, wr;
+	logic [C-1:0]  count;
+	assign  in_tready = (count != C'(DEPTH));
+	assign  out_tvalid = (count != 0);
+	assign  out_tdata = mem[rd];
+	wire  push = in_tvalid && in_tready;
+	wire  pop = out_tvalid && out_tready;
+	always_ff @(posedge clk) begin
+		if (!rst_n) begin
+			rd <= '0;
+			wr <= '0;
+			count <= '0;
+			max_count <= '0;
+		end
+		else begin
+			if (push) begin
+				mem[wr] <= in_tdata;
+				wr <= (wr == A'(DEPTH-1)) ? '0 : wr + 1;
+			end
+			if (pop) rd <= (rd == A'(DEPTH-1)) ? '0 : rd + 1;
+			count <= count + C'(push) - C'(pop);
+			if (count + C'(push) - C'(pop) > max_count) max_count <= count + C'(push) - C'(pop);
+		end
+	end
+endmodule

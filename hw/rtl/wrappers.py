@@ -1,0 +1,120 @@
+"""Per-node wrappers: the project's RTL module for one HLS node of a FINN HW graph, with FINN's
+port names (``in0_V``, ``out0_V``, ...) and padded stream widths, parameters from the node.
+
+Covered: MVAU_hls (binary XNOR or UINT x bipolar, weights as a stream: FINN's internal_decoupled /
+external contract, so FINN's memstream or a DDR stream feeds them), Pool_hls (binary max),
+DuplicateStreams_hls (two outputs), StreamingConcat_hls (two inputs).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..rtlsim.harness import Unit, axis
+from ..rtlsim.units import NodeUnit
+from . import HDL
+
+SUPPORTED = ("MVAU_hls", "Pool_hls", "DuplicateStreams_hls", "StreamingConcat_hls")
+
+
+class UnsupportedNode(ValueError):
+    pass
+
+
+def _p(inst, ind=0, out=False) -> int:
+    return inst.get_outstream_width_padded(ind) if out else inst.get_instream_width_padded(ind)
+
+
+def _port(name: str, width: int, direction: str) -> str:
+    src, snk = ("input", "output") if direction == "in" else ("output", "input")
+    return (f"\t{src}\tlogic [{width}-1:0]  {name}_TDATA,\n\t{src}\tlogic  {name}_TVALID,\n"
+            f"\t{snk}\tlogic  {name}_TREADY")
+
+
+def _conn(inner: str, outer: str) -> str:
+    return f".{inner}_tdata({outer}_TDATA), .{inner}_tvalid({outer}_TVALID), .{inner}_tready({outer}_TREADY)"
+
+
+def wrapper_source(node, inst) -> tuple[str, str, list[str]]:
+    """(top module name, SystemVerilog text, library files) for one supported HLS node."""
+    from qonnx.core.datatype import DataType
+    op = node.op_type
+    top = f"{node.name}_bdnn_rtl"
+    if op == "MVAU_hls":
+        idt, odt, wdt = inst.get_input_datatype(0), inst.get_output_datatype(), inst.get_input_datatype(1)
+        xnor = bool(inst.get_nodeattr("binaryXnorMode"))
+        if xnor and wdt not in (DataType["BIPOLAR"], DataType["BINARY"]):
+            raise UnsupportedNode(f"{node.name}: XNOR mode with {wdt} weights")
+        if not xnor and (idt.signed() or not wdt.signed() or wdt.bitwidth() == 1):
+            raise UnsupportedNode(f"{node.name}: non-XNOR MVAUs need unsigned inputs and signed integer weights")
+        if inst.get_nodeattr("noActivation") != 1:
+            raise UnsupportedNode(f"{node.name}: thresholds inside the MVAU (the build keeps them standalone)")
+        params = dict(MW=inst.get_nodeattr("MW"), MH=inst.get_nodeattr("MH"), SIMD=inst.get_nodeattr("SIMD"),
+                      PE=inst.get_nodeattr("PE"), IN_BITS=1 if xnor else idt.bitwidth(), OUT_BITS=odt.bitwidth(),
+                      W_BITS=1 if xnor else wdt.bitwidth(),
+                      IN_WIDTH=_p(inst, 0), W_WIDTH=_p(inst, 1), OUT_WIDTH=_p(inst, 0, True))
+        ports = [_port("in0_V", _p(inst, 0), "in"), _port("in1_V", _p(inst, 1), "in"), _port("out0_V", _p(inst, 0, True), "out")]
+        body = f"bnn_mvau #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {_conn('w', 'in1_V')}, {_conn('out', 'out0_V')});"
+        lib = ["bnn_mvau.sv"]
+    elif op == "Pool_hls":
+        if inst.get_nodeattr("Function") != "MaxPool" or inst.get_input_datatype() != DataType["BINARY"]:
+            raise UnsupportedNode(f"{node.name}: only binary max-pool")
+        params = dict(PE=inst.get_nodeattr("PE"), K2=int(np.prod(inst.get_nodeattr("KernelSize"))), WIDTH=_p(inst, 0))
+        if _p(inst, 0) != _p(inst, 0, True):
+            raise UnsupportedNode(f"{node.name}: input and output streams differ in width")
+        ports = [_port("in0_V", _p(inst, 0), "in"), _port("out0_V", _p(inst, 0, True), "out")]
+        body = f"bnn_pool_or #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {_conn('out', 'out0_V')});"
+        lib = ["bnn_pool_or.sv"]
+    elif op == "DuplicateStreams_hls":
+        if inst.get_nodeattr("NumOutputStreams") != 2:
+            raise UnsupportedNode(f"{node.name}: only two-way forks")
+        w = _p(inst, 0)
+        ports = [_port("in0_V", w, "in"), _port("out0_V", w, "out"), _port("out1_V", w, "out")]
+        body = f"stream_fork #(.WIDTH({w})) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {_conn('out0', 'out0_V')}, {_conn('out1', 'out1_V')});"
+        lib = ["stream_fork.sv"]
+    elif op == "StreamingConcat_hls":
+        chans, simd = inst.get_nodeattr("ChannelsPerStream"), inst.get_nodeattr("SIMD")
+        if len(chans) != 2 or _p(inst, 0) != _p(inst, 1):
+            raise UnsupportedNode(f"{node.name}: only two inputs of equal stream width")
+        w = _p(inst, 0)
+        params = dict(WIDTH=w, N0=chans[0] // simd, N1=chans[1] // simd)
+        ports = [_port("in0_V", w, "in"), _port("in1_V", w, "in"), _port("out0_V", w, "out")]
+        body = f"stream_concat #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in0', 'in0_V')}, {_conn('in1', 'in1_V')}, {_conn('out', 'out0_V')});"
+        lib = ["stream_concat.sv"]
+    else:
+        raise UnsupportedNode(f"{node.name}: {op} has no project RTL")
+    text = (f"// generated by bdnn_hw.rtl.wrappers for FINN node {node.name} ({op})\n"
+            f"module {top} (\n\tinput\tlogic  ap_clk,\n\tinput\tlogic  ap_rst_n,\n" + ",\n".join(ports) +
+            f"\n);\n\t{body}\nendmodule\n")
+    return top, text, [str(HDL / f) for f in lib]
+
+
+def _params(p: dict) -> str:
+    return ", ".join(f".{k}({v})" for k, v in p.items())
+
+
+def project_rtl_unit(node, inst, work: Path) -> NodeUnit:
+    """Write the node's wrapper into ``work`` and describe it as a simulatable unit."""
+    top, text, lib = wrapper_source(node, inst)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    f = work / f"{top}.sv"
+    if not f.exists() or f.read_text() != text:
+        f.write_text(text)
+    intf = inst.get_verilog_top_module_intf_names()
+    ins = [axis(n, w) for n, w in intf["s_axis"]]
+    if node.op_type == "MVAU_hls" and len(ins) == 1:  # the weight stream is a port of ours in every mem_mode
+        ins.append(axis("in1_V", _p(inst, 1)))
+    return NodeUnit(node.name, node.op_type.replace("_hls", "") + "/bdnn_rtl",
+                    Unit(top=top, files=(*lib, str(f)), inputs=tuple(ins),
+                         outputs=tuple(axis(n, w) for n, w in intf["m_axis"]), run_dir=str(work)))
+
+
+def project_rtl_units(model, work: Path) -> list[NodeUnit]:
+    from qonnx.custom_op.registry import getCustomOp
+    units = []
+    for n in model.graph.node:
+        if n.op_type in SUPPORTED:
+            units.append(project_rtl_unit(n, getCustomOp(n), work))
+    return units

@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from bdnn.arch import ArchSpec
 from bdnn.artifact import ArtifactError, load
 from bdnn.nn import from_artifact, save_artifact
-from conftest import calibrated_model
+from conftest import calibrated_model, tiny_spec
 
-SPEC = ArchSpec("tiny", (8, 16), fc_hidden=(32,))
+SPEC = tiny_spec()
 
 
 def test_artifact_round_trip_on_real_crops(tmp_path, private_crops):

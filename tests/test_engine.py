@@ -8,7 +8,7 @@ from bdnn.arch import ArchSpec
 from bdnn.artifact import load
 from bdnn.engine import Engine, kernel_name
 from bdnn.nn import save_artifact
-from conftest import REPO, calibrated_model
+from conftest import REPO, calibrated_model, tiny_spec
 
 SHIPPED = REPO / "models" / "bdnn4"
 
@@ -118,7 +118,7 @@ def test_centred_thresholds_keep_every_decision_and_remove_near_ties(private_cro
     from bdnn.thresholds import centre_thresholds, sign_affines, threshold_margins, thresholds
     from bdnn.nn import from_artifact, predict_scores, to_artifact_layers
     crops, _ = private_crops
-    spec = ArchSpec("tiny", (8, 16), fc_hidden=(32,))
+    spec = tiny_spec()
     layers = to_artifact_layers(calibrated_model(spec, crops[:300]))
     assert min(threshold_margins(spec, layers).values()) > 0.49  # export already centres
     # near ties just above / below reachable accumulators, both BN signs, first conv included

@@ -44,7 +44,8 @@ def main():
     r_cpu, s_cpu = rate(cpu.crop_scores, crops)
     r_ref, s_ref = rate(ref.crop_scores, crops)
     from bdnn_hw.flow import run_frontend
-    fe = run_frontend(Path(a.model), Path(a.out) / "frontend", progress=False)
+    from bdnn.contract import FRONTEND_DIR
+    fe = run_frontend(Path(a.model), Path(a.out) / FRONTEND_DIR, progress=False)
     sim = FinnSimBackend(a.model, hw_graph=fe.hw_graph)
     few = crops[: a.finn_crops]
     r_sim, s_sim = rate(sim.crop_scores, few)

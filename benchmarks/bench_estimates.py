@@ -35,17 +35,18 @@ def private_accuracy(model_dir: Path):
 
 
 def build_estimates(model_dir: Path, quiet: bool) -> list[dict]:
+    from bdnn import contract
     from bdnn.artifact import load
     from bdnn_hw.build import main
     arch = load(model_dir).spec.name
-    out = REPO / "build" / arch  # the build's own default output folder
+    out = contract.build_root(arch)  # the build's own default output folder
     argv = ["--model", str(model_dir), "--no-codegen", "--verify-crops", "0"]
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
         rc = main(arch, argv)
     if rc != 0:
         raise SystemExit(f"{model_dir}: build failed (exit {rc})\n{sink.getvalue()}")
-    return [json.loads((out / b / "summary.json").read_text()) for b in ("pynq-z2", "ultra96")]
+    return [json.loads((out / b / contract.SUMMARY_FILE).read_text()) for b in ("pynq-z2", "ultra96")]
 
 
 def main():

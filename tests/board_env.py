@@ -48,6 +48,7 @@ def build_wheel(work: Path) -> Path:
 def clean_env(**extra) -> dict:
     """The environment for commands in the board venv: nothing of the project's venv leaks in."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ next to tests/board_standin
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -86,12 +86,12 @@ class FinnSimBackend(Backend):
     name = "finn-sim"
 
     def __init__(self, model=None, hw_graph: str | Path | None = None, **_):
+        require("qonnx", "the finn-sim backend")
         super().__init__(model)
         path = Path(hw_graph) if hw_graph else contract.hw_graph_path(contract.build_root(self.spec.name))
         if not path.is_file():
             raise BackendError(f"{path}: no FINN HW-layer graph; build it with build_scripts/build_{self.spec.name}.py "
                                f"(or pass --hw-graph)")
-        require("qonnx", "the finn-sim backend")
         from qonnx.core.modelwrapper import ModelWrapper
         self.graph = ModelWrapper(str(path))
         art_file = contract.model_file(self.model_path)

@@ -1,7 +1,6 @@
 """Turn image files of any size/mode into 48x48 uint8 faces (numpy + Pillow only)."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ def to_gray_u8(img) -> tuple[np.ndarray, list[str]]:
 
 # Larger images are refused before they are decoded: a 64-Mpixel RGB image already takes ~200 MB
 # to decode (a PYNQ-Z2 has 512 MB in all), and a small file can claim billions of pixels
-# (a decompression bomb). Pillow's own bomb check (89/179 Mpixel) is caught too.
+# (a decompression bomb).
 MAX_PIXELS = 64_000_000
 
 
@@ -50,9 +49,13 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS):
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
     try:
-        with warnings.catch_warnings():  # Pillow warns above 89 Mpixel; the limit below decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow's own bomb check (a warning above 89 Mpixel, an error above 179) fires in open(),
+        # before the size is known here; the stricter limit below decides instead, naming the size
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
             im = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
         with im:
             w, h = im.size
             if w * h > max_pixels:

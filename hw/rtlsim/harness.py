@@ -62,6 +62,9 @@ class Unit:
     reset_n: str = "ap_rst_n"
     run_dir: str | None = None            # cwd of the simulation (relative memory-file paths)
     extra_args: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()          # output ports (<= 64 bits) read after the run, e.g. FIFO high-water marks
+    activity: str | None = None           # a 1-bit output that is high in any cycle with internal stream
+                                          # traffic: counts as progress for the deadlock check
 
 
 @dataclass
@@ -140,12 +143,14 @@ int main(int argc, char** argv) {
     std::uniform_int_distribution<int> pct(0, 99);
     bool done = false;
     long long after = -1;
+    std::vector<long long> beat_cycles;
     while (true) {
         // drive (clock low): a pending beat stays valid and stable until accepted
 @DRIVE@
         @CLK_LOW@ top.eval();
         bool progress = false;
 @SAMPLE@
+@ACTIVITY@
         @CLK_HIGH@ top.eval();
         ++cycle;
         if (progress) last_progress = cycle;
@@ -159,6 +164,7 @@ int main(int argc, char** argv) {
             for (int i = 0; i < NI; ++i) fprintf(stderr, "in%d %zu/%zu beats ", i, in[i].idx, in[i].n);
             for (int o = 0; o < NO; ++o) fprintf(stderr, "out%d %zu/%zu beats ", o, out[o].got, out[o].want);
             fprintf(stderr, ")\n");
+@PROBE_ERR@
             return 3;
         }
     }
@@ -169,7 +175,13 @@ int main(int argc, char** argv) {
     }
     size_t in_left = 0;
     for (int i = 0; i < NI; ++i) in_left += in[i].n - in[i].idx;
+@PROBE_PRINT@
     printf("{\"cycles\": %lld, \"first_out_cycle\": %lld, \"extra_beats\": %lld, \"inputs_left\": %zu}\n", last_out, first_out, extra, in_left);
+    if (getenv("BDNN_SIM_BEAT_CYCLES")) {  // the cycle of every output beat of stream 0
+        FILE* f = fopen(getenv("BDNN_SIM_BEAT_CYCLES"), "wb");
+        fwrite(beat_cycles.data(), 8, beat_cycles.size(), f);
+        fclose(f);
+    }
     return 0;
 }
 """
@@ -186,7 +198,7 @@ def _render(unit: Unit) -> str:
     for o, s in enumerate(unit.outputs):
         drive.append(f"        top.{s.ready} = done ? 1 : (pct(rng) >= stall_out ? 1 : 0);")
         sample.append(f"""        if (top.{s.valid} && top.{s.ready}) {{
-            if (out[{o}].got < out[{o}].want) {{ getp(top.{s.data}, &out[{o}].w[out[{o}].got * out[{o}].nw], out[{o}].nw); ++out[{o}].got; progress = true; if (first_out < 0) first_out = cycle; }}
+            if (out[{o}].got < out[{o}].want) {{ getp(top.{s.data}, &out[{o}].w[out[{o}].got * out[{o}].nw], out[{o}].nw); ++out[{o}].got; progress = true; if (first_out < 0) first_out = cycle; {"beat_cycles.push_back(cycle);" if o == 0 else ""} }}
             else ++extra;
         }}""")
     init = "\n".join(f"    top.{s.valid} = 0;" for s in unit.inputs) + "\n" + "\n".join(
@@ -198,13 +210,21 @@ def _render(unit: Unit) -> str:
                  "@IN_NW@": "".join(f"{s.words}, " for s in unit.inputs),
                  "@OUT_NW@": "".join(f"{s.words}, " for s in unit.outputs),
                  "@INIT@": init, "@DRIVE@": "\n".join(drive), "@SAMPLE@": "\n".join(sample),
-                 "@CLK_LOW@": low, "@CLK_HIGH@": high, "@RSTN@": unit.reset_n}.items():
+                 "@CLK_LOW@": low, "@CLK_HIGH@": high, "@RSTN@": unit.reset_n,
+                 "@ACTIVITY@": f"        if (top.{unit.activity}) progress = true;" if unit.activity else "",
+                 "@PROBE_ERR@": "\n".join(f'            fprintf(stderr, "PROBE {p} %llu\\n", (unsigned long long)top.{p});'
+                                           for p in unit.probes),
+                 "@PROBE_PRINT@": "\n".join(f'    printf("PROBE {p} %llu\\n", (unsigned long long)top.{p});'
+                                             for p in unit.probes)}.items():
         text = text.replace(k, v)
     return text
 
 
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN", "--x-assign", "fast",
                    "--x-initial", "fast", "-O3"]
+# The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be split into
+# several C++ files pass the precompiled header as a linker input and fail: name gcc's flag.
+MAKE_FIX = ["-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include"]
 CXX_OPT = "-O1"  # -O1 compiles ~2x faster than -O2/-O3 here and simulates within ~20 % of them
 
 
@@ -234,7 +254,7 @@ def compile_unit(unit: Unit, jobs: int = 2, timeout: int = 1800) -> tuple[Path, 
     inc = sorted({str(Path(f).parent) for f in unit.files})
     cmd = [*verilator_cmd(), "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
            "--top-module", unit.top, "--Mdir", str(tmp / "obj"), "-o", str(tmp / "sim"),
-           "-CFLAGS", CXX_OPT, *[f"-I{d_}" for d_ in inc], *unit.extra_args, str(tmp / "tb.cpp"), *unit.files]
+           "-CFLAGS", CXX_OPT, *MAKE_FIX, *[f"-I{d_}" for d_ in inc], *unit.extra_args, str(tmp / "tb.cpp"), *unit.files]
     p = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env(), timeout=timeout)
     if p.returncode != 0 or not (tmp / "sim").exists():
         errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "%Error" in ln or "error:" in ln][:10]
@@ -275,7 +295,7 @@ def from_words(arr: np.ndarray, width: int) -> list[int]:
 
 def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *, seed: int = 0,
              stall_in: int = 0, stall_out: int = 0, idle_limit: int = 100_000,
-             extra_cycles: int = 0, timeout: int = 3600) -> SimResult:
+             extra_cycles: int = 0, timeout: int = 3600, record_beat_cycles: bool = False) -> SimResult:
     """Run ``unit`` on input beats ((beats, nwords) uint32 per stream, see ``to_words``); returns
     the first ``expected_beats[o]`` beats of each output in the same form.
 
@@ -301,11 +321,16 @@ def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *,
         cmd = [str(exe), str(seed), str(stall_in), str(stall_out), str(idle_limit), str(extra_cycles),
                *in_files, *out_args]
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=unit.run_dir or t, timeout=timeout)
+        env = dict(os.environ, BDNN_SIM_BEAT_CYCLES=str(t / "beats.cyc")) if record_beat_cycles else None
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=unit.run_dir or t, timeout=timeout, env=env)
         secs = time.perf_counter() - t0
         if p.returncode != 0:
             raise SimError(p.stderr.strip() or f"{unit.top}: simulator exited with {p.returncode}")
-        stats = json.loads(p.stdout.strip().splitlines()[-1])
+        lines = p.stdout.strip().splitlines()
+        stats = json.loads(lines[-1])
+        stats["probes"] = {ln.split()[1]: int(ln.split()[2]) for ln in lines if ln.startswith("PROBE ")}
+        if record_beat_cycles:
+            stats["beat_cycles"] = np.fromfile(t / "beats.cyc", dtype="<i8")
         outs = [np.fromfile(t / f"out{o}.bin", dtype="<u4").reshape(-1, s.words) for o, s in enumerate(unit.outputs)]
     return SimResult(outs, stats["cycles"], stats["first_out_cycle"], secs, stall_in, stall_out,
                      stats["extra_beats"], stats)

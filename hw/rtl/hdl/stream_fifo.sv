@@ -15,7 +15,8 @@ module stream_fifo #(
 	output	logic  out_tvalid,
 	input	logic  out_tready,
 
-	output	logic [$clog2(DEPTH+1)-1:0]  max_count
+	output	logic [$clog2(DEPTH+1)-1:0]  max_count,
+	output	logic [$clog2(DEPTH+1)-1:0]  cur_count
 );
 	localparam int unsigned  A = DEPTH > 1 ? $clog2(DEPTH) : 1;
 	localparam int unsigned  C = $clog2(DEPTH+1);
@@ -23,6 +24,7 @@ module stream_fifo #(
 	logic [A-1:0]  rd, wr;
 	logic [C-1:0]  count;
 	assign  in_tready = (count != C'(DEPTH));
+	assign  cur_count = count;
 	assign  out_tvalid = (count != 0);
 	assign  out_tdata = mem[rd];
 	wire  push = in_tvalid && in_tready;

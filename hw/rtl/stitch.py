@@ -1,0 +1,241 @@
+"""A stitched, all-RTL top level for a whole FINN HW graph, simulated in Verilator and synthesized
+by yosys.
+
+Every node becomes RTL: FINN's own ``*_rtl`` layers (SWG, Thresholding, FMPadding, width
+converters) and the project's RTL for FINN's HLS-only layers (``wrappers``). Each decoupled MVAU
+gets FINN's memstream weight streamer (BRAM or LUTRAM as the folding config placed it); each
+external-weight MVAU gets a top-level weight stream port (what the DDR weight DMA delivers).
+Every edge of the graph goes through a ``stream_fifo`` whose high-water mark is a top-level probe,
+so FIFO depths can be sized by simulation (``size_fifos``).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..rtlsim.harness import Stream, Unit, axis
+from ..rtlsim.units import memstream_files
+from . import HDL
+from .wrappers import SUPPORTED, project_rtl_unit
+
+TOP = "bdnn_top"
+MIN_DEPTH = 2
+
+
+def prepare_graph(model, fpga_part: str, clk_ns: float):
+    """FINN's width converters where neighbouring streams differ (as its stitched flow inserts
+    them), specialized to RTL and code-generated; existing nodes keep their names and code."""
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.transformation.general import GiveUniqueNodeNames
+    model = model.transform(InsertDWC())
+    model = model.transform(SpecializeLayers(fpga_part))
+    model = model.transform(GiveUniqueNodeNames())
+    model = model.transform(PrepareIP(fpga_part, clk_ns))
+    return model
+
+
+@dataclass
+class Edge:
+    name: str            # Verilog-safe edge id
+    tensor: str
+    src: tuple[str, int] | None   # (node, output index), None: the top's input
+    dst: tuple[str, int] | None   # (node, input index), None: the top's output
+    width: int
+    beats_per_crop: int
+    depth: int = MIN_DEPTH
+
+
+@dataclass
+class StitchedDesign:
+    top: str
+    files: list[str]
+    edges: list[Edge]
+    weight_ports: list[tuple[str, str, int]]     # (port prefix, MVAU node, width)
+    run_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+    def unit(self, in_width: int, out_width: int) -> Unit:
+        ins = [axis("in0_V", in_width)] + [axis(p, w) for p, _, w in self.weight_ports]
+        return Unit(top=self.top, files=tuple(self.files), inputs=tuple(ins), outputs=(axis("out0_V", out_width),),
+                    run_dir=str(self.run_dir), activity="activity",
+                    probes=tuple(f"{e.name}_{k}" for e in self.edges for k in ("max", "cur")))
+
+
+_PORT = re.compile(r"^\s*(input|output)\b\s*(?:wire|logic|reg)?\s*(?:signed)?\s*(\[[^\]]*\])?\s*(\w+)\s*,?\s*$", re.M)
+
+
+def _balanced(text: str, i: int) -> int:
+    """Index just past the parenthesis group opening at text[i] == '('."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[j], 0)
+        if depth == 0:
+            return j + 1
+    raise ValueError("unbalanced parentheses")
+
+
+def module_ports(path: str | Path, module: str) -> list[tuple[str, str]]:
+    """(direction, name) of a module's ports, read from its (generated, simple) ANSI header."""
+    text = re.sub(r"\(\*.*?\*\)", "", Path(path).read_text(), flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    m = re.search(rf"\bmodule\s+{module}\b\s*", text)
+    if not m:
+        raise ValueError(f"module {module} not found in {path}")
+    i = m.end()
+    if text[i] == "#":
+        i = _balanced(text, text.index("(", i))
+    i = text.index("(", i)
+    header = text[i + 1:_balanced(text, i) - 1]
+    return [(d, n) for d, _, n in _PORT.findall(header.replace(",", ",\n"))]
+
+
+def _instance(module: str, inst_name: str, ports: list[tuple[str, str]], conns: dict[str, str]) -> str:
+    lines = []
+    for d, n in ports:
+        if n in conns:
+            lines.append(f".{n}({conns[n]})")
+        elif d == "input":
+            lines.append(f".{n}('0)")  # AXI-lite, set selectors and other unused inputs tied off
+    return f"\t{module} {inst_name} (\n\t\t" + ",\n\t\t".join(lines) + "\n\t);"
+
+
+def _stream_conns(port: str, wire: str) -> dict[str, str]:
+    return {f"{port}_TDATA": f"{wire}_tdata", f"{port}_TVALID": f"{wire}_tvalid", f"{port}_TREADY": f"{wire}_tready"}
+
+
+def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedDesign:
+    """Write the top level (and the project RTL wrappers) into ``work``."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from ..rtlsim.units import rtl_node_unit
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    g = model.graph
+    producers = {o: (n.name, i) for n in g.node for i, o in enumerate(n.output)}
+    edges: list[Edge] = []
+    inst_of = {n.name: getCustomOp(n) for n in g.node}
+    for n in g.node:
+        inst = inst_of[n.name]
+        n_streams = len(inst.get_verilog_top_module_intf_names()["s_axis"])
+        if n.op_type in ("StreamingConcat_hls",):
+            n_streams = len(n.input)
+        for i, t in enumerate(n.input[: max(n_streams, 1)]):
+            if model.get_initializer(t) is not None:
+                continue
+            src = producers.get(t)
+            width = inst.get_instream_width_padded(i)
+            beats = int(np.prod(inst.get_folded_input_shape(i)[:-1]))
+            edges.append(Edge(f"e{len(edges)}", t, src, (n.name, i), width, beats))
+    out_t = g.output[0].name
+    last = producers[out_t]
+    li = inst_of[last[0]]
+    edges.append(Edge(f"e{len(edges)}", out_t, last, None, li.get_outstream_width_padded(last[1]),
+                      int(np.prod(li.get_folded_output_shape(last[1])[:-1]))))
+    for e in edges:
+        e.depth = max(MIN_DEPTH, (depths or {}).get(e.name, MIN_DEPTH))
+
+    files: list[str] = []
+    body: list[str] = []
+    weight_ports: list[tuple[str, str, int]] = []
+    first = next(e for e in edges if e.src is None)
+    decls = [f"\tinput\tlogic  ap_clk,", f"\tinput\tlogic  ap_rst_n,",
+             f"\tinput\tlogic [{first.width}-1:0]  in0_V_TDATA,", "\tinput\tlogic  in0_V_TVALID,", "\toutput\tlogic  in0_V_TREADY,"]
+    wires: list[str] = []
+    # per node: which wire feeds input i / takes output j
+    in_wire = {e.dst: f"{e.name}_o" for e in edges if e.dst}
+    out_wire = {e.src: f"{e.name}_i" for e in edges if e.src}
+    for n in g.node:
+        inst = inst_of[n.name]
+        if n.op_type in SUPPORTED:
+            u = project_rtl_unit(n, inst, work)
+        elif n.op_type.endswith("_rtl"):
+            u = rtl_node_unit(n, inst)
+        else:
+            raise ValueError(f"{n.name}: {n.op_type} has no RTL implementation")
+        for f in u.unit.files:
+            if f not in files:
+                files.append(f)
+        top_file = next(f for f in u.unit.files[::-1] if _declares(f, u.unit.top))
+        conns = {"ap_clk": "ap_clk", "ap_rst_n": "ap_rst_n", "ap_clk2x": "ap_clk"}
+        for s in u.unit.inputs:
+            i = int(re.match(r"in(\d+)_V", s.data).group(1))
+            if n.op_type == "MVAU_hls" and i == 1:
+                continue
+            conns.update(_stream_conns(f"in{i}_V", in_wire[(n.name, i)]))
+        for j, s in enumerate(u.unit.outputs):
+            conns.update(_stream_conns(f"out{j}_V", out_wire[(n.name, j)]))
+        if n.op_type == "MVAU_hls":
+            wname = f"{n.name}_w"
+            wwidth = inst.get_instream_width_padded(1)
+            wires.append(f"\tlogic [{wwidth}-1:0]  {wname}_tdata;\n\tlogic  {wname}_tvalid, {wname}_tready;")
+            conns.update(_stream_conns("in1_V", wname))
+            mode = inst.get_nodeattr("mem_mode")
+            if mode == "internal_decoupled":
+                gen = Path(inst.get_nodeattr("code_gen_dir_ipgen"))
+                wrapper = gen / f"{n.name}_memstream_wrapper.v"
+                for f in [*memstream_files(), str(wrapper)]:
+                    if f not in files:
+                        files.append(f)
+                mtop = f"{n.name}_memstream_wrapper"
+                mconns = {"ap_clk": "ap_clk", "ap_clk2x": "ap_clk", "ap_rst_n": "ap_rst_n",
+                          "m_axis_0_tdata": f"{wname}_tdata", "m_axis_0_tvalid": f"{wname}_tvalid",
+                          "m_axis_0_tready": f"{wname}_tready"}
+                body.append(_instance(mtop, f"{n.name}_wstream", module_ports(wrapper, mtop), mconns))
+            elif mode == "external":
+                port = f"w{len(weight_ports)}_V"
+                weight_ports.append((port, n.name, wwidth))
+                decls += [f"\tinput\tlogic [{wwidth}-1:0]  {port}_TDATA,", f"\tinput\tlogic  {port}_TVALID,",
+                          f"\toutput\tlogic  {port}_TREADY,"]
+                body.append(f"\tassign {wname}_tdata = {port}_TDATA;\n\tassign {wname}_tvalid = {port}_TVALID;\n"
+                            f"\tassign {port}_TREADY = {wname}_tready;")
+            else:
+                raise ValueError(f"{n.name}: mem_mode {mode!r} (the RTL MVAU takes its weights as a stream: "
+                                 "internal_decoupled or external)")
+        body.append(_instance(u.unit.top, f"{n.name}_i", module_ports(top_file, u.unit.top), conns))
+        if u.unit.run_dir and Path(u.unit.run_dir).resolve() != work.resolve():
+            # Thresholding reads its .dat files relative to the working directory
+            for d in Path(u.unit.run_dir).glob("*.dat"):
+                if d.name != "memblock.dat":
+                    shutil.copyfile(d, work / d.name)
+    lastw = edges[-1]
+    decls += [f"\toutput\tlogic [{lastw.width}-1:0]  out0_V_TDATA,", "\toutput\tlogic  out0_V_TVALID,",
+              "\tinput\tlogic  out0_V_TREADY,"]
+    for e in edges:
+        wires.append(f"\tlogic [{e.width}-1:0]  {e.name}_i_tdata, {e.name}_o_tdata;\n"
+                     f"\tlogic  {e.name}_i_tvalid, {e.name}_i_tready, {e.name}_o_tvalid, {e.name}_o_tready;")
+        decls.append(f"\toutput\tlogic [31:0]  {e.name}_max,")
+        decls.append(f"\toutput\tlogic [31:0]  {e.name}_cur,")
+        src = "in0_V" if e.src is None else None
+        dst = "out0_V" if e.dst is None else None
+        if src:
+            body.append(f"\tassign {e.name}_i_tdata = in0_V_TDATA;\n\tassign {e.name}_i_tvalid = in0_V_TVALID;\n"
+                        f"\tassign in0_V_TREADY = {e.name}_i_tready;")
+        if dst:
+            body.append(f"\tassign out0_V_TDATA = {e.name}_o_tdata;\n\tassign out0_V_TVALID = {e.name}_o_tvalid;\n"
+                        f"\tassign {e.name}_o_tready = out0_V_TREADY;")
+        body.append(f"\tlogic [$clog2({e.depth}+1)-1:0]  {e.name}_cnt, {e.name}_now;\n\tassign {e.name}_max = 32'({e.name}_cnt);\n"
+                    f"\tassign {e.name}_cur = 32'({e.name}_now);\n"
+                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n),\n"
+                    f"\t\t.in_tdata({e.name}_i_tdata), .in_tvalid({e.name}_i_tvalid), .in_tready({e.name}_i_tready),\n"
+                    f"\t\t.out_tdata({e.name}_o_tdata), .out_tvalid({e.name}_o_tvalid), .out_tready({e.name}_o_tready),\n"
+                    f"\t\t.max_count({e.name}_cnt), .cur_count({e.name}_now));")
+    decls.append("\toutput\tlogic  activity")
+    body.append("\tassign activity = " + " | ".join(
+        f"({e.name}_i_tvalid & {e.name}_i_tready) | ({e.name}_o_tvalid & {e.name}_o_tready)" for e in edges) + ";")
+    # the edge list ends with the output edge; the probe declarations end the port list
+    text = (f"// generated by bdnn_hw.rtl.stitch: the whole HW graph as one all-RTL design\n"
+            f"module {TOP} (\n" + "\n".join(decls) + "\n);\n" + "\n".join(wires) + "\n\n" + "\n\n".join(body) + "\nendmodule\n")
+    (work / f"{TOP}.sv").write_text(text)
+    fifo = str(HDL / "stream_fifo.sv")
+    files = sorted(files, key=lambda f: 0 if f.endswith("_pkg.sv") else 1) + [fifo, str(work / f"{TOP}.sv")]
+    return StitchedDesign(TOP, files, edges, weight_ports, work)
+
+
+def _declares(path: str, module: str) -> bool:
+    return re.search(rf"^\s*module\s+{module}\b", Path(path).read_text(), re.M) is not None

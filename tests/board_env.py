@@ -53,11 +53,23 @@ def clean_env(**extra) -> dict:
     return env
 
 
+def board_python() -> str:
+    """The board venv's interpreter: ``$BDNN_BOARD_PYTHON``, else Python 3.10 (what PYNQ 3.x images
+    run) when installed, else this one."""
+    if os.environ.get("BDNN_BOARD_PYTHON"):
+        return os.environ["BDNN_BOARD_PYTHON"]
+    for name in ("python3.10",):
+        found = shutil.which(name)
+        if found and subprocess.run([found, "-c", "import venv, ensurepip"], capture_output=True).returncode == 0:
+            return found
+    return sys.executable
+
+
 def make_board_venv(work: Path, wheel: Path) -> tuple[Path, float]:
     """A fresh venv with the wheel, numpy < 2 and Pillow only; returns its python and the seconds taken."""
     t0 = time.perf_counter()
     venv = work / "venv"
-    _run([sys.executable, "-m", "venv", venv], env=clean_env())
+    _run([board_python(), "-m", "venv", venv], env=clean_env())
     py = venv / "bin" / "python"
     _run([py, "-m", "pip", "install", "-q", f"{wheel}", BOARD_NUMPY], env=clean_env())
     return py, time.perf_counter() - t0

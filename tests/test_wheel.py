@@ -44,7 +44,8 @@ def test_board_venv_holds_the_wheel_numpy_below_2_and_pillow_only(board_venv):
     pkgs = {p["name"].lower(): p["version"] for p in json.loads(r.stdout)}
     assert set(pkgs) - {"pip", "setuptools"} == {"bdnn-fer", "numpy", "pillow"}
     assert pkgs["numpy"].startswith("1.")
-    print(f"\nwheel + numpy<2 + Pillow into a fresh venv: {board_venv[1]:.1f} s")
+    version = run_in(board_venv[0], ["-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()
+    print(f"\nwheel + numpy<2 + Pillow into a fresh Python {version} venv: {board_venv[1]:.1f} s")
 
 
 def test_installed_bdnn_predicts_bit_identically_to_the_development_install(board_venv, fer, tmp_path, capsys):

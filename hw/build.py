@@ -38,7 +38,10 @@ def parse_args(arch: str, argv=None):
                    help="skip HLS/RTL code generation and everything after it (lint, rtlsim, yosys)")
     p.add_argument("--rtlsim-crops", type=int, default=1,
                    help="PrivateTest crops to run through the HW graph with every RTL node simulated in Verilator (0: skip)")
-    p.add_argument("--no-yosys", action="store_true", help="skip the yosys synthesis of each RTL unit")
+    p.add_argument("--stitched-crops", type=int, default=20,
+                   help="PrivateTest crops streamed back to back through the whole all-RTL design in Verilator "
+                        "(FIFOs sized by simulation first; 0: skip)")
+    p.add_argument("--no-yosys", action="store_true", help="skip yosys (per RTL unit and the whole stitched design)")
     return p.parse_args(argv)
 
 
@@ -61,7 +64,8 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     from .flow import run_codegen_and_lint, run_estimates, search_max_fps, write_json_atomic
     from .folding import board_config_path, load_role_config
     from .report import board_report, plot_layers
-    (bdir / "summary.json").unlink(missing_ok=True)  # never leave a stale summary behind
+    from bdnn import contract
+    (bdir / contract.SUMMARY_FILE).unlink(missing_ok=True)  # never leave a stale summary behind
     shutil.rmtree(bdir / "report", ignore_errors=True)
     cfg_path = Path(a.folding_config) if a.folding_config else board_config_path(art.spec.name, board.key)
     role_cfg = load_role_config(cfg_path) if cfg_path.exists() else None
@@ -76,18 +80,18 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         searched = True
     est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names)
     lint = {"ran": False, "reason": "--no-codegen"}
-    sim = rtl_synth = {"ran": False, "reason": "--no-codegen"}
+    evidence = {k: {"ran": False, "reason": "--no-codegen"} for k in ("sim", "rtl_synth", "stitched_sim", "synth")}
     if not a.no_codegen:
         print(f"      {board.key}: HLS/RTL code generation and Verilator lint")
-        lint = run_codegen_and_lint(bdir / "folded_hw_graph.onnx", board, bdir)
+        lint = run_codegen_and_lint(bdir / contract.FOLDED_GRAPH_FILE, board, bdir)
         if lint.get("ran"):
             print(f"      lint: {lint['units']} RTL units, {lint['errors']} errors")
-        sim, rtl_synth = open_tool_evidence(a, fe, board, bdir)
+        evidence = open_tool_evidence(a, fe, board, bdir)
     vivado = None
     if finn_env.vivado_available():
         from .flow import run_vivado_stages
         golden_in, golden_out = golden_vectors(fe, a.data)
-        vivado = run_vivado_stages(bdir / "folded_hw_graph.onnx", board, bdir, golden_in, golden_out)
+        vivado = run_vivado_stages(bdir / contract.FOLDED_GRAPH_FILE, board, bdir, golden_in, golden_out)
         missing = "none" if vivado["rtlsim_passed"] else "stitched-IP rtlsim verification did not pass (see verification_output/)"
     else:
         missing = ("IP/stitched IP, rtlsim, bitfile, PYNQ driver and deployment package: "
@@ -103,33 +107,44 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         "bit_exact_source": verification["source"], "rtl_lint": {k: v for k, v in lint.items() if k != "failed_units"},
         "throughput_target_crops_per_s": board.default_target_crops_per_s,
         "meets_target": bool(est["fits"] and est["est_crops_per_s"] >= board.default_target_crops_per_s),
-        "sim": sim, "rtl_synth": rtl_synth,
+        **evidence,
         "vivado": vivado, "missing_outputs": missing, "layers": est["layers"],
     }
-    write_deploy_files(fe, bdir / "deploy")
+    write_deploy_files(fe, bdir / contract.DEPLOY_DIR, art.spec.name, board.key)
     (bdir / "report.md").write_text(board_report(summary))
     plot_layers(summary, bdir / "layers.png")
-    write_json_atomic(bdir / "summary.json", summary)
+    write_json_atomic(bdir / contract.SUMMARY_FILE, summary)
     return summary
 
 
-def open_tool_evidence(a, fe, board, bdir: Path) -> tuple[dict, dict]:
-    """Verilator simulation of every RTL node on real crops and yosys counts per RTL unit."""
+def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
+    """Open-tool evidence after codegen: every node in Verilator on real crops (FINN's RTL, and
+    the project's RTL for FINN's HLS layers), yosys per RTL unit, the whole network stitched into
+    one all-RTL design and streamed in Verilator, and yosys of that whole design."""
     from .flow import exec_graph
     from .rtlsim import board as open_hw
     crops = verification_crops(a.rtlsim_crops, a.data)[0] if a.rtlsim_crops > 0 else np.zeros((0, 42, 42), np.uint8)
-    print(f"      {board.key}: every RTL node in Verilator on {len(crops)} crop(s)"
+    print(f"      {board.key}: every node in Verilator on {len(crops)} crop(s)"
           f"{'' if a.no_yosys else ', yosys synth_xilinx per RTL unit'}")
     sim, syn = open_hw.run(bdir / "codegen_hw_graph.onnx", board.fpga_part, bdir, crops,
                            lambda x: exec_graph(fe.hw_graph, x), synth=not a.no_yosys)
     if sim.get("ran"):
         print(f"      rtlsim: {sim['crops']} crop(s), {sim['mismatches']} mismatches, "
-              f"{sim['seconds_per_crop']:.0f} s per crop ({', '.join(sim['evidence']['verilator'])} in Verilator)")
+              f"{sim['seconds_per_crop']:.0f} s per crop ({len(sim['evidence']['verilator'])} node kinds in Verilator, "
+              f"{len(sim['evidence']['python'])} in Python only)")
     if syn.get("ran"):
         t = syn["totals"]
         print(f"      yosys: {len(syn['units'])} RTL units, {t['lut']:,} LUT ({t['lutram']:,} as memory), "
               f"{t['ff']:,} FF, {t['bram36']:g} BRAM36; {len(syn['errors'])} errors")
-    return sim, syn
+    stitched, whole = open_hw.run_stitched(fe, bdir, board, a.stitched_crops, a.data, synth=not a.no_yosys)
+    if stitched.get("ran"):
+        print(f"      stitched all-RTL design: {stitched['crops']} crops, {stitched['mismatches']} mismatches, "
+              f"{stitched['cycles_per_crop']:,.0f} cycles/crop = {stitched['measured_crops_per_s']:,.0f} crops/s at "
+              f"{board.fclk_mhz:.0f} MHz, latency {stitched['latency_cycles']:,} cycles")
+    if whole.get("ran"):
+        print(f"      yosys (whole design): {whole['lut']:,} LUT, {whole['ff']:,} FF, {whole['bram36']:g} BRAM36, "
+              f"fits: {whole['fits']}")
+    return {"sim": sim, "rtl_synth": syn, "stitched_sim": stitched, "synth": whole}
 
 
 def golden_vectors(fe, data_path) -> tuple[np.ndarray, np.ndarray]:
@@ -140,20 +155,16 @@ def golden_vectors(fe, data_path) -> tuple[np.ndarray, np.ndarray]:
     return x, exec_graph(fe.hw_graph, x)
 
 
-def write_deploy_files(fe, deploy: Path) -> None:
-    """What the on-board host needs besides bitfile + driver: the classifier affine and the card."""
+def write_deploy_files(fe, deploy: Path, arch: str, board: str) -> None:
+    """What the on-board host needs besides bitfile + driver (bdnn.contract defines the folder)."""
+    from bdnn import contract
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from .flow import MODEL_SHA_KEY, host_affine, write_json_atomic
-    deploy.mkdir(parents=True, exist_ok=True)
+    from .flow import host_affine
     hw = ModelWrapper(str(fe.hw_graph))
     scale, bias = host_affine(hw)
-    write_json_atomic(deploy / "host_affine.json", {"scale": scale.tolist(), "bias": bias.tolist(),
-                                                    "model_sha256": hw.get_metadata_prop(MODEL_SHA_KEY)})
-    model_dir = fe.model_dir if fe.model_dir.is_dir() else fe.model_dir.parent
-    for name in ("model.npz", "card.json", "README.md"):
-        if (model_dir / name).exists():
-            shutil.copyfile(model_dir / name, deploy / name)
+    contract.write_deploy_files(deploy, fe.model_dir, scale, bias, hw.get_metadata_prop(contract.MODEL_SHA_KEY),
+                                arch=arch, board=board)
 
 
 def main(arch: str, argv=None) -> int:
@@ -170,7 +181,8 @@ def main(arch: str, argv=None) -> int:
     if art.spec.name != arch:
         print(f"note: {a.model} holds a {art.spec.name} model (building it as asked)")
     # named after what is built, so a variant never overwrites the paper network's build
-    out = Path(a.out) if a.out else REPO / "build" / art.spec.name
+    from bdnn import contract
+    out = Path(a.out) if a.out else REPO / contract.BUILD_DIR / art.spec.name
 
     from . import finn_env
     finn_env.ensure_finn(out / "finn_tmp")
@@ -178,7 +190,7 @@ def main(arch: str, argv=None) -> int:
 
     t0 = time.time()
     print(f"[1/3] {art.spec.name}: QONNX export and FINN front end -> {out / 'frontend'}")
-    fe = run_frontend(Path(a.model), out / "frontend")
+    fe = run_frontend(Path(a.model), out / contract.FRONTEND_DIR)
     print(f"      front end done in {fe.seconds:.0f} s")
 
     verification = {"crops": 0, "mismatches": 0, "source": None}

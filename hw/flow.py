@@ -6,7 +6,6 @@ Brevitas reference on real FER2013 crops (see ``verify_stages``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,9 +31,8 @@ from finn.builder.build_dataflow_config import (  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from .steps import step_bdnn_hls_simd_floor, step_bdnn_host_io, step_bdnn_streamline  # noqa: E402
-from .transforms import HOST_AFFINE_KEY  # noqa: E402
-
-MODEL_SHA_KEY = "bdnn_model_sha256"
+from bdnn.contract import FOLDED_GRAPH_FILE, HOST_AFFINE_KEY, HW_GRAPH_STAGE, MODEL_SHA_KEY  # noqa: E402,F401
+from bdnn.contract import file_sha256, model_file, parse_host_affine  # noqa: E402,F401
 
 # (stage name, FINN step) of the board-independent front end, in order.
 FRONTEND_STEPS = [
@@ -43,7 +41,7 @@ FRONTEND_STEPS = [
     ("streamlined", step_bdnn_streamline),
     ("host_io", step_bdnn_host_io),
     ("hw_layers", finn_steps.step_convert_to_hw),
-    ("dataflow_partition", finn_steps.step_create_dataflow_partition),
+    (HW_GRAPH_STAGE, finn_steps.step_create_dataflow_partition),
 ]
 # Per board, Vivado only.
 VIVADO_STEPS = [
@@ -55,10 +53,6 @@ VIVADO_STEPS = [
     finn_steps.step_make_driver,
     finn_steps.step_deployment_package,
 ]
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -93,7 +87,7 @@ class Frontend:
 
     @property
     def hw_graph(self) -> Path:
-        return self.stages["dataflow_partition"]
+        return self.stages[HW_GRAPH_STAGE]
 
 
 def run_frontend(model_dir: Path, work: Path, progress: bool = True) -> Frontend:
@@ -105,7 +99,7 @@ def run_frontend(model_dir: Path, work: Path, progress: bool = True) -> Frontend
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    art_path = Path(model_dir) / "model.npz" if Path(model_dir).is_dir() else Path(model_dir)
+    art_path = model_file(model_dir)
     sha = file_sha256(art_path)
     art = load(art_path)
     t0 = time.time()
@@ -182,7 +176,7 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     model = ModelWrapper(str(hw_graph))
     for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):
         model = step(model, cfg)
-    model.save(str(out / "folded_hw_graph.onnx"))
+    model.save(str(out / FOLDED_GRAPH_FILE))
     rep = out / "report"
     res = json.loads((rep / "estimate_layer_resources.json").read_text())
     perf = json.loads((rep / "estimate_network_performance.json").read_text())
@@ -312,8 +306,7 @@ def exec_graph(path_or_model, x: np.ndarray) -> np.ndarray:
 
 
 def host_affine(model: ModelWrapper) -> tuple[np.ndarray, np.ndarray]:
-    aff = json.loads(model.get_metadata_prop(HOST_AFFINE_KEY))
-    return np.asarray(aff["scale"]), np.asarray(aff["bias"])
+    return parse_host_affine(model.get_metadata_prop(HOST_AFFINE_KEY), f"{HOST_AFFINE_KEY} of the HW graph")
 
 
 def brevitas_reference(model_dir: Path, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

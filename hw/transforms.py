@@ -186,7 +186,7 @@ class ConvertBinaryInputMatMulToXnorPopcount(Transformation):
 
 
 
-HOST_AFFINE_KEY = "bdnn_host_affine"
+from bdnn.contract import HOST_AFFINE_KEY  # noqa: E402  (defined once, shared with the host side)
 
 
 class MoveOutputAffineToHost(Transformation):

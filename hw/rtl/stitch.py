@@ -234,6 +234,9 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
     (work / f"{TOP}.sv").write_text(text)
     fifo = str(HDL / "stream_fifo.sv")
     files = sorted(files, key=lambda f: 0 if f.endswith("_pkg.sv") else 1) + [fifo, str(work / f"{TOP}.sv")]
+    import json
+    (work / "design.json").write_text(json.dumps({"top": TOP, "files": files, "weight_ports": weight_ports,
+                                                  "edges": [e.__dict__ for e in edges]}, indent=1))
     return StitchedDesign(TOP, files, edges, weight_ports, work)
 
 

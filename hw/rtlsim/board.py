@@ -1,13 +1,17 @@
 """The open-tool evidence stage of a board build (after FINN's code generation):
 
-1. every RTL unit of the folded HW graph simulated in Verilator, node by node, on real crops
-   (``execute.simulate_graph``), each compared with FINN's Python model and the graph's output
+1. every node of the folded HW graph simulated in Verilator, node by node, on real crops
+   (``execute.simulate_graph``): FINN's RTL layers, and the project's RTL (``bdnn_hw.rtl``) in
+   place of FINN's HLS-only layers; each compared with FINN's Python model, and the graph's output
    with the Python execution of the whole HW graph;
-2. every RTL unit synthesized by yosys (``synth``), beside FINN's estimate for its node.
+2. every FINN RTL unit synthesized by yosys (``synth``), beside FINN's estimate for its node;
+3. the whole network stitched into one all-RTL design (``bdnn_hw.rtl.stitch``), FIFOs sized by
+   simulation, crops streamed back to back and compared with the cpu engine (``run_stitched``);
+4. yosys of that whole design against the board's budget.
 
-Writes ``<board dir>/rtlsim.json`` and returns the ``sim`` and ``rtl_synth`` records of the
-board's summary. Evidence labels: ``verilator`` (simulated RTL), ``python`` (FINN's Python model
-only: the HLS layers), ``yosys`` (synthesized RTL), ``finn-estimate`` (analytical).
+Writes ``<board dir>/rtlsim.json`` and ``<board dir>/stitched/``. Evidence labels: ``verilator``
+(simulated RTL), ``python`` (FINN's Python model only), ``yosys`` (synthesized RTL),
+``finn-estimate`` (analytical).
 """
 from __future__ import annotations
 
@@ -18,19 +22,21 @@ import numpy as np
 from tqdm import tqdm
 
 from .execute import EVIDENCE_PYTHON, EVIDENCE_VERILATOR, simulate_graph
+from .harness import SimError
 from .synth import SynthError, synthesize
 from .tools import available, verilator_version, yosys_version
 from .units import rtl_units
 
 
-def node_sim(model, crops: np.ndarray, reference, progress: bool = True) -> dict:
-    """Simulate the graph on each crop (N,42,42 uint8); ``reference(x)`` is the Python output."""
+def node_sim(model, crops: np.ndarray, reference, progress: bool = True, project_rtl: Path | None = None) -> dict:
+    """Simulate the graph on each crop (N,42,42 uint8); ``reference(x)`` is the Python output.
+    With ``project_rtl`` (a work folder) FINN's HLS layers run as the project's RTL too."""
     per_node, totals = {}, {"mismatches": 0, "output_mismatches": 0, "errors": []}
     secs = []
     kinds = {}
     for i, crop in enumerate(crops):
         x = crop[None, :, :, None].astype(np.float32)
-        out, rep = simulate_graph(model, x, seed=i, progress=progress)
+        out, rep = simulate_graph(model, x, seed=i, progress=progress, project_rtl=project_rtl)
         ref = reference(x)
         out_bad = int((np.asarray(out).reshape(-1) != np.asarray(ref).reshape(-1)).any())
         totals["mismatches"] += rep.mismatches + out_bad
@@ -110,7 +116,7 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     elif missing["verilator"]:
         sim = {"ran": False, "reason": missing["verilator"]}
     else:
-        sim = node_sim(model, crops, reference, progress)
+        sim = node_sim(model, crops, reference, progress, project_rtl=Path(out) / "project_rtl")
     if not synth:
         syn = {"ran": False, "reason": "--no-yosys"}
     elif missing["yosys"]:
@@ -122,3 +128,56 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     tmp.write_text(json.dumps({"sim": sim, "rtl_synth": syn}, indent=1, default=float))
     tmp.replace(Path(out) / "rtlsim.json")
     return sim, syn
+
+
+def run_stitched(fe, bdir: Path, board, n_crops: int, data_path=None, synth: bool = True,
+                 progress: bool = True) -> tuple[dict, dict]:
+    """Steps 3 and 4: the ``stitched_sim`` and ``synth`` records of the summary."""
+    import json
+
+    from qonnx.core.modelwrapper import ModelWrapper
+    from bdnn.artifact import load
+    from bdnn.engine import Engine
+
+    from ..flow import popcounts_from_accumulators
+    from ..rtl import stitched_sim
+    from .synth import SynthError, synthesize
+    missing = available()
+    if n_crops <= 0:
+        return {"ran": False, "reason": "--stitched-crops 0"}, {"ran": False, "reason": "no stitched design"}
+    if missing["verilator"]:
+        return {"ran": False, "reason": missing["verilator"]}, {"ran": False, "reason": missing["verilator"]}
+    from ..build import verification_crops
+    crops, source = verification_crops(n_crops, data_path)
+    art = load(fe.model_dir)
+    expected = popcounts_from_accumulators(art, ModelWrapper(str(fe.hw_graph)), Engine(art).accumulators(crops))
+    work = Path(bdir) / "stitched"
+    work.mkdir(parents=True, exist_ok=True)
+    say = print if progress else (lambda *_: None)
+    try:
+        rec = stitched_sim.evaluate(Path(bdir) / "codegen_hw_graph.onnx", board.fpga_part, board.clk_period_ns,
+                                    work, crops, expected, progress=lambda m: say(f"      {m}"))
+    except SimError as e:
+        return {"ran": True, "crops": int(len(crops)), "mismatches": None, "error": str(e)}, \
+               {"ran": False, "reason": "the stitched simulation failed"}
+    design = rec.pop("_design")
+    rec = {"ran": True, "tool": f"verilator {verilator_version()}", "source": source, "reference": "cpu engine", **rec}
+    if not synth:
+        whole = {"ran": False, "reason": "--no-yosys"}
+    elif missing["yosys"]:
+        whole = {"ran": False, "reason": missing["yosys"]}
+    else:
+        t0 = time.perf_counter()
+        try:
+            r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600)
+            whole = {"ran": True, "tool": yosys_version(), "family": "xc7",
+                     **{k: r[k] for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")},
+                     "fits": bool(r["lut"] <= board.lut_limit * board.lut and r["bram36"] <= board.bram_limit * board.bram36
+                                  and r["dsp"] <= board.dsp),
+                     "lut_budget": board.lut, "bram36_budget": board.bram36, "seconds": time.perf_counter() - t0}
+        except SynthError as e:
+            whole = {"ran": True, "error": str(e)}
+    tmp = Path(bdir) / "stitched.json.tmp"
+    tmp.write_text(json.dumps({"stitched_sim": rec, "synth": whole}, indent=1, default=float))
+    tmp.replace(Path(bdir) / "stitched.json")
+    return rec, whole

@@ -6,7 +6,8 @@ Results are cached by the hash of everything copied. One known incompatibility i
 copy (the installed package is never edited): finn-rtllib's ``thresholding.sv`` has a reversed
 part-select ``p.ptr[M-1:SN+1]`` in a branch that is dead for a single threshold, which slang
 rejects as unsynthesizable; the copy reads ``p.ptr[M-1:0] >> (SN+1)``, the same value wherever the
-original is legal.
+original is legal. And ``default_nettype`` directives are dropped from the copies: slang rejects
+them inside a module (finn-rtllib's ``vpc.sv``).
 
 Counting follows Vivado's utilization report: LUT = logic LUTs (INV included, it maps to LUT1)
 + LUTs used as memory (LUTRAM and SRL); FF = all FD* flip-flops; BRAM36 = RAMB36 + RAMB18 / 2.
@@ -42,21 +43,37 @@ def cache_root() -> Path:
     return Path(os.environ.get("BDNN_SYNTH_CACHE", Path(tempfile.gettempdir()) / "bdnn_synth_cache"))
 
 
+_ABS_DAT = re.compile(r'"(/[^"]+\.dat)"')
+
+
 def _stage(files: list[str], run_dir: str | None, dst: Path) -> list[str]:
-    """Copy sources (and the run folder's memory files) into dst with relative paths."""
+    """Copy sources (and the run folder's memory files) into dst with relative paths. Memory files
+    named by absolute path (memstream's INIT_FILE) are copied under unique names: a stitched design
+    holds many ``memblock.dat``."""
     names = []
     dirs = sorted({str(Path(f).parent) for f in files} | ({run_dir} if run_dir else set()), key=len, reverse=True)
     for f in files:
         text = Path(f).read_text()
+
+        def _copy_dat(m):
+            src = Path(m.group(1))
+            name = f"{src.parent.name}_{src.name}"
+            if src.exists() and not (dst / name).exists():
+                shutil.copyfile(src, dst / name)
+            return f'"{name}"'
+        text = _ABS_DAT.sub(_copy_dat, text)
         for d in dirs:
             text = text.replace(d.rstrip("/") + "/", "")
         if Path(f).name == "thresholding.sv":
             text = _THRESH_FIX[0].sub(_THRESH_FIX[1], text)
+        # slang rejects `default_nettype inside a module (finn-rtllib's vpc.sv, the width converter);
+        # dropping it only allows implicit nets, which a design that elaborates does not use
+        text = re.sub(r"(?m)^\s*`default_nettype\s+\w+\s*$", "", text)
         (dst / Path(f).name).write_text(text)
         names.append(Path(f).name)
     if run_dir:
         for m in Path(run_dir).iterdir():
-            if m.suffix == ".dat":
+            if m.suffix == ".dat" and not (dst / m.name).exists():
                 shutil.copyfile(m, dst / m.name)
     return names
 

@@ -77,7 +77,15 @@ module bnn_mvau #(
 				logic signed [ACC_BITS-1:0]  v, w;
 				v = ACC_BITS'($unsigned(xv[i*IN_BITS +: IN_BITS]));
 				w = ACC_BITS'($signed(wv[i*W_BITS +: W_BITS]));
-				s += v * w;
+				if (W_BITS <= 2) begin  // {-2,-1,0,1}: add/subtract, no multiplier (FINN's INT2 bipolar)
+					unique case (w[1:0])
+						2'b01:   s += v;
+						2'b11:   s -= v;
+						2'b10:   s -= v <<< 1;
+						default: ;
+					endcase
+				end
+				else s += v * w;
 			end
 		end
 		return s;

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .harness import Unit, axis, to_words
+from .harness import Unit, axis
 
 
 @dataclass
@@ -146,7 +146,6 @@ def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
     import tempfile
 
     from qonnx.core.datatype import DataType
-    from finn.util.data_packing import npy_to_rtlsim_input
     w = model.get_initializer(node.input[1])
     with tempfile.TemporaryDirectory() as t:
         f = Path(t) / "w.npy"
@@ -156,6 +155,6 @@ def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
     if wdt == DataType["BIPOLAR"]:
         wdt = DataType["BINARY"]
     width = inst.get_instream_width(1)
-    words = to_words(npy_to_rtlsim_input(arr, wdt, width), width)
+    words = pack_words(arr.reshape(-1, arr.shape[-1]), wdt.bitwidth(), width)
     reps = int(np.prod(inst.get_nodeattr("numInputVectors")))
     return words, reps * len(words)

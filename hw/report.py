@@ -71,7 +71,7 @@ def evidence_section(s: dict) -> str:
     out.append("")
     if syn.get("ran"):
         t = syn["totals"]
-        out += [f"yosys ({syn['tool'].split('(')[0].strip()}, `synth_xilinx -family xc7`) per RTL unit; totals for the RTL "
+        out += [f"yosys ({syn['tool'].split('(')[0].strip()}, `synth_xilinx -family xc7`) per RTL unit; totals for FINN's RTL "
                 f"part: **{t['lut']:,} LUT** ({t['lutram']:,} as LUTRAM/SRL), {t['ff']:,} FF, {t['bram36']:g} BRAM36 "
                 f"(FINN: {syn['rtl_node_finn_lut']:,} LUT for the same RTL layers, yosys {syn['rtl_node_lut']:,}; "
                 f"FINN BRAM36 {syn['finn_bram36_total']:g}). Errors: {len(syn['errors'])}.", "",
@@ -81,8 +81,15 @@ def evidence_section(s: dict) -> str:
             fl = "-" if r["finn_lut"] is None else f"{r['finn_lut']:,}"
             out.append(f"| {n} | {r['kind']} | {r['lut']:,} | {r['lutram']:,} | {r['ff']:,} | {r['bram36']:g} | {fl} | "
                        f"{r['finn_bram36']:g} |")
-        out.append("\nMemstream rows: FINN estimates the MVAU as a whole (HLS, not synthesized here), so only its "
-                   "weight-memory BRAM compares with the streamer.")
+        out.append("\nMemstream rows: FINN estimates the MVAU as a whole, so only its weight-memory BRAM compares with "
+                   "the streamer. `/bdnn_rtl` rows: the project's RTL for an HLS layer beside FINN's estimate for that "
+                   "HLS layer.")
+        pr = syn.get("project_rtl") or {}
+        if pr.get("units"):
+            ratio = f"{pr['mvau_lut_ratio']:.2f}" if pr.get("mvau_lut_ratio") else "-"
+            out.append(f"\nThe project's RTL for FINN's HLS layers: {pr['lut']:,} LUT by yosys vs FINN's {pr['finn_hls_lut']:,} "
+                       f"for its HLS layers; binary matrix units alone {pr['mvau_lut']:,} vs {pr['mvau_finn_hls_lut']:,} "
+                       f"(ratio **{ratio}**).")
     else:
         out.append(f"yosys synthesis: not run ({syn.get('reason', 'codegen skipped')}).")
     st, wh = s.get("stitched_sim") or {}, s.get("synth") or {}

@@ -73,12 +73,17 @@ def _cycles_per_s(per_node: dict) -> float | None:
     return cyc / secs if secs else None
 
 
-def unit_synth(model, fpga_part: str, progress: bool = True) -> dict:
-    """yosys counts for every RTL unit beside FINN's estimate for its node, and totals."""
+def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path | None = None) -> dict:
+    """yosys counts for every RTL unit beside FINN's estimate for its node, and totals; with
+    ``project_rtl`` also the project's RTL for FINN's HLS layers beside FINN's HLS estimate."""
     from qonnx.custom_op.registry import getCustomOp
     units, errors = {}, []
     t0 = time.perf_counter()
-    for u in tqdm(rtl_units(model), desc="yosys synth_xilinx per RTL unit", unit="unit", disable=not progress):
+    todo = list(rtl_units(model))
+    if project_rtl is not None:
+        from ..rtl.wrappers import project_rtl_units
+        todo += project_rtl_units(model, Path(project_rtl))
+    for u in tqdm(todo, desc="yosys synth_xilinx per RTL unit", unit="unit", disable=not progress):
         inst = getCustomOp(model.get_node_from_name(u.node.split("/")[0]))
         try:
             r = synthesize(u.unit.top, list(u.unit.files), u.unit.run_dir)
@@ -94,11 +99,20 @@ def unit_synth(model, fpga_part: str, progress: bool = True) -> dict:
         else:
             rec["finn_lut"] = int(inst.lut_estimation(fpga_part))
             rec["finn_bram36"] = inst.bram_estimation(fpga_part) / 2.0
-        units[u.node] = rec
-    tot = {k: sum(u[k] for u in units.values()) for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")}
-    finn_lut = sum(u["finn_lut"] or 0 for u in units.values() if u["finn_lut"] is not None)
-    finn_lut_same = sum(u["lut"] for u in units.values() if u["finn_lut"] is not None)
-    return {"ran": True, "tool": yosys_version(), "family": "xc7", "units": units, "errors": errors,
+        units[u.node if not u.kind.endswith("/bdnn_rtl") else u.node + "/bdnn_rtl"] = rec
+    finn_units = {k: u for k, u in units.items() if not u["kind"].endswith("/bdnn_rtl")}
+    ours = {k: u for k, u in units.items() if u["kind"].endswith("/bdnn_rtl")}
+    tot = {k: sum(u[k] for u in finn_units.values()) for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")}
+    finn_lut = sum(u["finn_lut"] or 0 for u in finn_units.values() if u["finn_lut"] is not None)
+    finn_lut_same = sum(u["lut"] for u in finn_units.values() if u["finn_lut"] is not None)
+    # the project's RTL vs FINN's estimate for the HLS layers it replaces (the MVAU's weight memory
+    # is its memstream unit, counted above, in both)
+    mv = [u for u in ours.values() if u["kind"].startswith("MVAU")]
+    project = {"units": len(ours), "lut": sum(u["lut"] for u in ours.values()),
+               "finn_hls_lut": sum(u["finn_lut"] or 0 for u in ours.values()),
+               "mvau_lut": sum(u["lut"] for u in mv), "mvau_finn_hls_lut": sum(u["finn_lut"] or 0 for u in mv)}
+    project["mvau_lut_ratio"] = project["mvau_lut"] / project["mvau_finn_hls_lut"] if project["mvau_finn_hls_lut"] else None
+    return {"ran": True, "tool": yosys_version(), "family": "xc7", "units": units, "errors": errors, "project_rtl": project,
             "totals": tot, "finn_bram36_total": sum(u["finn_bram36"] for u in units.values()),
             "rtl_node_lut": finn_lut_same, "rtl_node_finn_lut": finn_lut, "seconds": time.perf_counter() - t0}
 
@@ -122,7 +136,7 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     elif missing["yosys"]:
         syn = {"ran": False, "reason": missing["yosys"]}
     else:
-        syn = unit_synth(model, fpga_part, progress)
+        syn = unit_synth(model, fpga_part, progress, project_rtl=Path(out) / "project_rtl")
     Path(out).mkdir(parents=True, exist_ok=True)
     tmp = Path(out) / "rtlsim.json.tmp"
     tmp.write_text(json.dumps({"sim": sim, "rtl_synth": syn}, indent=1, default=float))

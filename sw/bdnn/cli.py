@@ -17,6 +17,9 @@ from .backends import BACKENDS
 from .combine import COMBINE_MODES
 from .data import SPLITS
 from .errors import BdnnError, require
+from .perturb import PERTURBATIONS
+
+PERTURBATION_NAMES = tuple(PERTURBATIONS)
 
 MODEL_HELP = ("model folder or model.npz (default: $BDNN_MODEL, else the shipped bdnn4; "
               "for --backend pynq: the deployment folder's own model)")
@@ -153,7 +156,27 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="FER2013 split (default: PrivateTest)")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only (0: all)")
     p.add_argument("--confusion-png", default=None, help="write the confusion matrix plot here (needs matplotlib)")
+    p.add_argument("--perturb", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="robustness report: accuracy on clean faces and under each perturbation (comma list, "
+                        "default all: " + ", ".join(PERTURBATION_NAMES) + "), with the drop in points")
+    p.add_argument("--perturb-seed", type=int, default=0, help="--perturb: seed of the random perturbations (default: 0)")
+    p.add_argument("--json-out", default=None, metavar="FILE", help="also write the result as JSON to FILE")
     p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_perturb(a, backend, faces, labels) -> int:
+    from .perturb import PERTURBATIONS, parse_names, perturbation_report, report_markdown
+    names = parse_names(a.perturb, PERTURBATIONS)
+    rep = perturbation_report(backend, faces, labels, names, seed=a.perturb_seed, progress=False)
+    rep = {"model": str(backend.model_path), "arch": backend.spec.name, "split": a.split, "backend": backend.name, **rep}
+    print(report_markdown(rep, f"{backend.spec.name} on {a.split} ({rep['n']} faces, {backend.name}), "
+                               f"perturbation seed {a.perturb_seed}  [{rep['seconds']:.0f} s]"))
+    worst = max(rep["perturbations"], key=lambda r: r["drop_points"])
+    print(f"largest drop: {worst['name']} {worst['drop_points']:+.2f} points")
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(rep, indent=2))
+    print(json.dumps(rep))
+    return 0
 
 
 def cmd_evaluate(a) -> int:
@@ -165,6 +188,8 @@ def cmd_evaluate(a) -> int:
     if a.confusion_png:
         require("matplotlib", "--confusion-png")
     backend = make_backend(a)
+    if a.perturb is not None:
+        return cmd_perturb(a, backend, faces, labels)
     r = evaluate(backend, faces, labels)
     r.pop("scores")
     print(f"{backend.spec.name} on {a.split} ({r['n']} faces, {backend.name}): centre {r['acc_center']:.2%}, "
@@ -175,8 +200,10 @@ def cmd_evaluate(a) -> int:
         from .plots import plot_confusion
         plot_confusion(np.asarray(r["confusion_matrix"]), CLASS_NAMES, a.confusion_png,
                        f"{backend.spec.name}, {a.split}, five-crop mean {r['acc_fivecrop_mean']:.2%}")
-    print(json.dumps({"model": str(backend.model_path), "arch": backend.spec.name, "split": a.split,
-                      "backend": backend.name, **r}))
+    out = {"model": str(backend.model_path), "arch": backend.spec.name, "split": a.split, "backend": backend.name, **r}
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out))
     return 0
 
 

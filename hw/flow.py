@@ -30,7 +30,12 @@ from finn.builder.build_dataflow_config import (  # noqa: E402
 )
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
-from .steps import step_bdnn_hls_simd_floor, step_bdnn_host_io, step_bdnn_streamline  # noqa: E402
+from .steps import (  # noqa: E402
+    step_bdnn_hls_simd_floor,
+    step_bdnn_host_io,
+    step_bdnn_minimize_bit_width,
+    step_bdnn_streamline,
+)
 from bdnn.contract import FOLDED_GRAPH_FILE, HOST_AFFINE_KEY, HW_GRAPH_STAGE, MODEL_SHA_KEY  # noqa: E402,F401
 from bdnn.contract import file_sha256, model_file, parse_host_affine  # noqa: E402,F401
 
@@ -172,7 +177,7 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
         steps.append(finn_steps.step_target_fps_parallelization)
     if role_cfg:
         steps.append(step_apply_role_config(role_cfg, layer_names))
-    steps += [step_bdnn_hls_simd_floor, finn_steps.step_minimize_bit_width, finn_steps.step_generate_estimate_reports]
+    steps += [step_bdnn_hls_simd_floor, step_bdnn_minimize_bit_width, finn_steps.step_generate_estimate_reports]
     model = ModelWrapper(str(hw_graph))
     for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):
         model = step(model, cfg)

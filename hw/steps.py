@@ -80,3 +80,22 @@ def step_bdnn_hls_simd_floor(model, cfg):
         if simd * 1024 < mw:
             inst.set_nodeattr("SIMD", next(d for d in range(-(-mw // 1024), mw + 1) if mw % d == 0))
     return model
+
+
+def step_bdnn_minimize_bit_width(model, cfg):
+    """FINN's step_minimize_bit_width with the XNOR accumulator range fixed (``WidenXnorAccumulators``)
+    between accumulator minimization and threshold rounding/clipping."""
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+
+    from .transforms import WidenXnorAccumulators
+    model = model.transform(MinimizeWeightBitWidth())
+    model = model.transform(MinimizeAccumulatorWidth())
+    model = model.transform(WidenXnorAccumulators())
+    model = model.transform(InferDataTypes())
+    model = model.transform(RoundAndClipThresholds())
+    model = model.transform(InferDataTypes())
+    model = model.transform(MinimizeWeightBitWidth())
+    model = model.transform(InferDataTypes())
+    return model

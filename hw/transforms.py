@@ -257,3 +257,44 @@ class MakeInputNHWC(Transformation):
         model.set_tensor_shape(inp.name, [n, h, w, c])
         model.set_tensor_datatype(inp.name, dt)
         return model, True
+
+
+class WidenXnorAccumulators(Transformation):
+    """Give every XNOR MVAU an accumulator that holds its popcount range [0, MW].
+
+    finn-plus 1.6.1's ``MinimizeAccumulatorWidth`` sizes an XNOR MVAU from the range of
+    sum(w*x) with bipolar w and binary x (for a column with p positive and n negative weights:
+    [-n, p]), but in XNOR mode the unit outputs the popcount of matches, sum(x == w) = sum(w*x) + n,
+    in [0, MW]. BDNN4's block1.conv2 (MW = 576) got INT10 (max 511): popcounts 512..576 would wrap
+    to negative values in hardware, and ``RoundAndClipThresholds`` clips the next thresholds to the
+    too-narrow range, so the Python model of the folded graph would agree with the broken hardware.
+    Run after ``MinimizeAccumulatorWidth`` and before ``RoundAndClipThresholds``; the output type
+    becomes UINT(ceil(log2(MW+1))) (kept byte-aligned for a graph output, as FINN does).
+    """
+
+    def apply(self, model):
+        import math
+
+        from qonnx.core.datatype import DataType
+        from qonnx.custom_op.registry import getCustomOp
+        changed = False
+        for n in model.graph.node:
+            if not n.op_type.startswith("MVAU"):
+                continue
+            inst = getCustomOp(n)
+            if not inst.get_nodeattr("binaryXnorMode"):
+                continue
+            mw = inst.get_nodeattr("MW")
+            acc = DataType[inst.get_nodeattr("accDataType")]
+            if acc.min() <= 0 and acc.max() >= mw:
+                continue
+            bits = math.ceil(math.log2(mw + 1))
+            if model.find_direct_successors(n) is None:
+                bits = -(-bits // 8) * 8
+            need = DataType[f"UINT{bits}"]
+            inst.set_nodeattr("accDataType", need.name)
+            if inst.get_nodeattr("noActivation"):
+                inst.set_nodeattr("outputDataType", need.name)
+                model.set_tensor_datatype(n.output[0], need)
+            changed = True
+        return model, changed

@@ -124,3 +124,56 @@ def test_small_dense_bdnn_stitched_all_rtl_streams_real_crops(dense_codegen, pri
     shallow = stitch(g, d / "shallow", depths)
     with pytest.raises(SimError, match="DEADLOCK"):
         stitched_sim.run(g, shallow, crops[:2], idle_limit=20_000)
+
+
+def test_xnor_accumulators_hold_the_full_popcount_range(dense_codegen):
+    """finn-plus sizes XNOR accumulators from sum(w*x), not from the popcount range [0, MW];
+    the build widens them (WidenXnorAccumulators). An input equal to a weight column gives the
+    largest popcount, MW: the RTL must output exactly that, not a wrapped value."""
+    from qonnx.custom_op.registry import getCustomOp
+    from bdnn_hw.rtl.wrappers import project_rtl_unit
+    from bdnn_hw.rtlsim.execute import python_exec_node, unit_inputs
+    from bdnn_hw.rtlsim.harness import simulate
+    from bdnn_hw.rtlsim.units import output_beats, unpack_output
+    _, model, d, _ = dense_codegen
+    xnor = [n for n in model.graph.node if n.op_type == "MVAU_hls" and getCustomOp(n).get_nodeattr("binaryXnorMode")]
+    assert xnor
+    for n in xnor:
+        inst = getCustomOp(n)
+        odt, mw = inst.get_output_datatype(), inst.get_nodeattr("MW")
+        assert odt.min() <= 0 and odt.max() >= mw, (n.name, odt.name, mw)
+    node = xnor[0]
+    inst = getCustomOp(node)
+    w = model.get_initializer(node.input[1])            # (MW, MH) binary
+    shape = inst.get_normal_input_shape(0)
+    x = np.broadcast_to(w[:, 0], shape).astype(np.float32).copy()   # every vector = column 0
+    ctx = {node.input[0]: x, node.input[1]: w}
+    golden = python_exec_node(node, inst, ctx, model.graph)[node.output[0]]
+    assert (golden[..., 0] == w.shape[0]).all()          # popcount MW on channel 0
+    u = project_rtl_unit(node, inst, d / "project_rtl")
+    got = unpack_output(inst, 0, simulate(u.unit, unit_inputs(model, node, inst, u, ctx), [output_beats(inst)]).outputs[0])
+    np.testing.assert_array_equal(got, golden)
+
+
+def test_widen_xnor_accumulators_fixes_finns_range():
+    """The transformation on its own: an XNOR MVAU that FINN left at INT7 for MW = 72 becomes UINT7."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from bdnn_hw.transforms import WidenXnorAccumulators
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 72])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    mid = helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 8])
+    mv = helper.make_node("MVAU_hls", ["x", "w"], ["m"], domain="finn.custom_op.fpgadataflow.hls",
+                          backend="fpgadataflow", MW=72, MH=8, SIMD=8, PE=2, binaryXnorMode=1, noActivation=1,
+                          inputDataType="BINARY", weightDataType="BINARY", outputDataType="INT7", accDataType="INT7")
+    ident = helper.make_node("Identity", ["m"], ["y"])
+    g = helper.make_graph([mv, ident], "g", [inp], [out], value_info=[mid])
+    m = ModelWrapper(helper.make_model(g))
+    m.set_initializer("w", np.random.default_rng(0).integers(0, 2, (72, 8)).astype(np.float32))
+    m.set_tensor_datatype("w", DataType["BINARY"])
+    m2, changed = WidenXnorAccumulators().apply(m)
+    inst = getCustomOp(m2.graph.node[0])
+    assert changed and inst.get_nodeattr("outputDataType") == "UINT7" and inst.get_nodeattr("accDataType") == "UINT7"
+    assert WidenXnorAccumulators().apply(m2)[1] is False  # a fixed point

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .arch import ARCHS
+from .arch import ARCHS, TEACHER_ARCHS
 from .backends import BACKENDS
 from .combine import COMBINE_MODES
 from .data import SPLITS
@@ -56,7 +56,8 @@ def make_backend(a):
 def _add_train(sub):
     from .config import TrainConfig
     p = sub.add_parser("train", help="train a BDNN/BCNN on FER2013 (selects on PublicTest; needs the train extra)")
-    p.add_argument("--arch", default="bdnn4", choices=tuple(ARCHS), help="architecture (default: bdnn4)")
+    p.add_argument("--arch", default="bdnn4", choices=(*ARCHS, *TEACHER_ARCHS),
+                   help="architecture (default: bdnn4); teacher-*: a full-precision teacher for --teacher")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, plots, model.npz)")
     add_data_option(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")

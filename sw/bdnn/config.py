@@ -5,7 +5,9 @@ Each field carries its command-line help (and choices, where the value is one of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from .errors import BdnnError
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
@@ -39,3 +41,56 @@ class TrainConfig:
     threads: int = _f(0, "torch CPU threads (0: torch's default)")
     init_from: str = _f("", "start from this checkpoint's weights with a fresh optimizer and schedule "
                             "(warm restarts, fine-tuning); the run records where it started")
+    # -- levers of issue 13; each default leaves a recipe exactly as it was -------------------------
+    label_smoothing: float = _f(0.0, "ce: label smoothing (0: none)")
+    robust_augment: str = _f("", "robustness augmentations of the 48x48 faces before cropping, a comma list of "
+                                 "shift, blur, contrast, brightness, noise, jpeg (or all); each hits a face with "
+                                 "probability --robust-prob at a random strength ('': none)")
+    robust_prob: float = _f(0.5, "--robust-augment: probability of each augmentation per face")
+    teacher: str = _f("", "knowledge distillation from this full-precision teacher: a teacher run folder "
+                          "(its best.pt), a shipped teacher folder or teacher.npz ('': no distillation)")
+    kd_weight: float = _f(0.5, "--teacher: loss = (1-w) * hard loss + w * T^2 KL(teacher_T || student_T); "
+                               "1: the teacher's softmax alone")
+    kd_temperature: float = _f(4.0, "--teacher: softmax temperature T of the distillation term")
+    binary_weights: bool = _f(True, "binary weights; --no-binary-weights: the latent-weight stage of two-stage "
+                                    "training (binary activations, real weights; selection in fp32, no model.npz); "
+                                    "stage 2 is a binary run with --init-from STAGE1/best.pt")
+
+
+class ConfigError(BdnnError, ValueError):
+    """Training options that contradict each other or are out of range."""
+
+
+# options added after the first shipped recipes: written into a run's command only when changed
+LEVERS = ("label_smoothing", "robust_augment", "robust_prob", "teacher", "kd_weight", "kd_temperature",
+          "binary_weights")
+LEVER_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in LEVERS}
+
+
+def robust_names(cfg: TrainConfig) -> list[str]:
+    from .perturb import AUGMENTATIONS, parse_names
+    return parse_names(cfg.robust_augment, AUGMENTATIONS) if cfg.robust_augment else []
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigError` for values no run should start with."""
+    from .arch import ARCHS, TEACHER_ARCHS
+    from .perturb import PerturbError
+    if cfg.arch.lower() not in ARCHS and cfg.arch.lower() not in TEACHER_ARCHS:
+        raise ConfigError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join([*ARCHS, *TEACHER_ARCHS])}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
+    if cfg.label_smoothing and cfg.loss != "ce":
+        raise ConfigError(f"--label-smoothing applies to --loss ce, not {cfg.loss}")
+    if not 0.0 <= cfg.robust_prob <= 1.0:
+        raise ConfigError(f"--robust-prob {cfg.robust_prob}: must be in [0, 1]")
+    try:
+        robust_names(cfg)
+    except PerturbError as e:
+        raise ConfigError(f"--robust-augment: {e}") from None
+    if not 0.0 <= cfg.kd_weight <= 1.0:
+        raise ConfigError(f"--kd-weight {cfg.kd_weight}: must be in [0, 1]")
+    if cfg.kd_temperature <= 0:
+        raise ConfigError(f"--kd-temperature {cfg.kd_temperature}: must be > 0")
+    if not cfg.binary_weights and cfg.arch.lower() in TEACHER_ARCHS:
+        raise ConfigError("--no-binary-weights is a BDNN option; a teacher is full precision anyway")

@@ -25,12 +25,13 @@ class BinaryWeight(SignedBinaryWeightPerTensorConst):
     scaling_const = 1.0
 
 
-def binary_conv(cin: int, cout: int, k: int) -> QuantConv2d:
-    return QuantConv2d(cin, cout, k, padding=0, bias=False, weight_quant=BinaryWeight)
+def binary_conv(cin: int, cout: int, k: int, binary: bool = True) -> QuantConv2d:
+    """``binary=False``: real weights (the latent-weight stage of two-stage training); same state dict."""
+    return QuantConv2d(cin, cout, k, padding=0, bias=False, weight_quant=BinaryWeight if binary else None)
 
 
-def binary_linear(fin: int, fout: int) -> QuantLinear:
-    return QuantLinear(fin, fout, bias=False, weight_quant=BinaryWeight)
+def binary_linear(fin: int, fout: int, binary: bool = True) -> QuantLinear:
+    return QuantLinear(fin, fout, bias=False, weight_quant=BinaryWeight if binary else None)
 
 
 def sign_act() -> QuantIdentity:
@@ -41,11 +42,11 @@ def sign_act() -> QuantIdentity:
 class BinaryBlock(nn.Module):
     """Two conv -> BN -> sign layers, optional dense concat, 2x2 max-pool."""
 
-    def __init__(self, cin: int, channels: int, dense: bool, kernel: int, pad: int, pool: int):
+    def __init__(self, cin: int, channels: int, dense: bool, kernel: int, pad: int, pool: int, binary: bool = True):
         super().__init__()
         self.dense, self.pad = dense, pad
-        self.conv1, self.bn1, self.act1 = binary_conv(cin, channels, kernel), nn.BatchNorm2d(channels), sign_act()
-        self.conv2, self.bn2, self.act2 = binary_conv(channels, channels, kernel), nn.BatchNorm2d(channels), sign_act()
+        self.conv1, self.bn1, self.act1 = binary_conv(cin, channels, kernel, binary), nn.BatchNorm2d(channels), sign_act()
+        self.conv2, self.bn2, self.act2 = binary_conv(channels, channels, kernel, binary), nn.BatchNorm2d(channels), sign_act()
         self.pool = nn.MaxPool2d(pool)
 
     def forward(self, x: torch.Tensor, already_padded: bool = False) -> torch.Tensor:
@@ -58,15 +59,19 @@ class BinaryBlock(nn.Module):
 
 
 class BDNN(nn.Module):
-    def __init__(self, spec: ArchSpec):
+    """``binary_weights=False``: every weight real-valued, activations still binary (stage 1 of
+    two-stage training; not a hardware model until a binary stage 2 has run)."""
+
+    def __init__(self, spec: ArchSpec, binary_weights: bool = True):
         super().__init__()
         self.spec = spec
+        self.binary_weights = binary_weights
         self.blocks = nn.ModuleList(
-            BinaryBlock(spec.block_in_channels(i), c, spec.dense, spec.kernel, spec.pad, spec.pool)
+            BinaryBlock(spec.block_in_channels(i), c, spec.dense, spec.kernel, spec.pad, spec.pool, binary_weights)
             for i, c in enumerate(spec.block_channels)
         )
         fcs = spec.fc_layers()
-        self.fcs = nn.ModuleList(binary_linear(fin, fout) for _, fin, fout in fcs)
+        self.fcs = nn.ModuleList(binary_linear(fin, fout, binary_weights) for _, fin, fout in fcs)
         self.fc_bns = nn.ModuleList(nn.BatchNorm1d(fout) for _, _, fout in fcs)
         self.fc_acts = nn.ModuleList(sign_act() for _ in fcs[:-1])
         self.final_pool = nn.MaxPool2d(spec.final_pool) if spec.final_pool > 1 else nn.Identity()

@@ -60,7 +60,8 @@ def results_rows(cards: dict[str, dict]) -> list[dict]:
     rows = [_row(label, paper, cards.get(model), metric) for label, model, metric, paper in PAPER_ROWS]
     # shipped models the paper has no row for (hardware-aware variants)
     compared = {model for _, model, _, _ in PAPER_ROWS}
-    rows += [_row(name, None, card, "acc_fivecrop_mean") for name, card in cards.items() if name not in compared]
+    rows += [_row(name if card.get("role") != "teacher" else f"{name} (fp32 teacher, not on the hardware path)",
+                  None, card, "acc_fivecrop_mean") for name, card in cards.items() if name not in compared]
     return rows
 
 

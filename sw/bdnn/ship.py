@@ -13,6 +13,11 @@ import numpy as np
 
 from .artifact import load, save
 from .data import CLASS_NAMES, load_fer2013
+from .errors import BdnnError
+
+
+class ShipError(BdnnError, ValueError):
+    """A run that cannot be shipped as asked."""
 
 
 _NOT_IN_COMMAND = ("arch", "max_train_batches", "max_eval_faces", "threads", "eval_batch")
@@ -20,9 +25,10 @@ _NOT_IN_COMMAND = ("arch", "max_train_batches", "max_eval_faces", "threads", "ev
 
 def train_command(run_name: str, cfg: dict, parent: str = "") -> str:
     """The ``bdnn train`` command line that makes a run with this config (paths relative to runs/)."""
+    from .config import LEVER_DEFAULTS
     args = [f"bdnn train --arch {cfg['arch']} --out runs/{run_name}"]
     for k, v in cfg.items():
-        if k in _NOT_IN_COMMAND or v == "":
+        if k in _NOT_IN_COMMAND or v == "" or (k in LEVER_DEFAULTS and v == LEVER_DEFAULTS[k]):
             continue
         flag = "--" + k.replace("_", "-")
         if k == "init_from":
@@ -100,6 +106,13 @@ def _stages_text(stages: list[dict]) -> str:
 def ship(run: Path, out: Path, data_path=None, command: str | None = None, data=None) -> dict:
     """Package training run ``run`` (and its ``--init-from`` parents) as model folder ``out``."""
     run = Path(run)
+    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    if cfg.get("binary_weights") is False:
+        raise ShipError(f"{run} is a latent-weight stage (--no-binary-weights: real weights), not a hardware model; "
+                        f"train stage 2 with --init-from {run}/best.pt and ship that run")
+    from .arch import is_teacher
+    if is_teacher(cfg.get("arch", "")):
+        return _package_teacher(run, run_lineage(run), Path(out), data_path, command, data)
     return _package(load(run / "model.npz"), run_lineage(run), Path(out), data_path, command, data)
 
 
@@ -190,5 +203,78 @@ Binarized {'dense ' if art.spec.dense else ''}CNN, blocks {list(art.spec.block_c
 - Reproduce: `{card['reproduce']}{f' --stop-after {len(history)}' if len(history) < (cfg.get('epochs') or 0) else ''}`, then `bdnn ship RUN models/{art.spec.name}`.
 
 Files: `model.npz` (bit-packed weights + norm parameters), `card.json`, `learning_curve.png`, `confusion_matrix.png`.
+""")
+    return card
+
+
+def _package_teacher(run: Path, stages: list[dict], out: Path, data_path, command, data) -> dict:
+    """A full-precision teacher: ``teacher.npz`` + card (fp32 torch accuracy; never on the hardware path)."""
+    import shutil
+
+    from .evaluate import evaluate
+    from .plots import plot_confusion, plot_learning_curve
+    from .teacher import TEACHER_FILE, load_teacher
+    src = run / TEACHER_FILE
+    if not src.exists():
+        raise ShipError(f"{src} is missing: the run has not finished an epoch")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, out / TEACHER_FILE)
+    net = load_teacher(out / TEACHER_FILE)
+
+    class _Torch:  # the evaluate() backend interface, fp32
+        name = "torch fp32"
+
+        def crop_scores(self, crops):
+            from .nn import predict_scores
+            return predict_scores(net, crops)
+
+    data = data if data is not None else load_fer2013(data_path)
+    results = {}
+    for split in ("PublicTest", "PrivateTest"):
+        r = evaluate(_Torch(), *data.split(split))
+        r.pop("scores")
+        results[split] = r
+    cfg, history = stages[-1]["recipe"], stages[-1]["history"]
+    priv, pub = results["PrivateTest"], results["PublicTest"]
+    plot_confusion(np.asarray(priv["confusion_matrix"]), CLASS_NAMES, out / "confusion_matrix.png",
+                   f"{net.name}, PrivateTest, five-crop mean {priv['acc_fivecrop_mean']:.2%}")
+    curve, restarts = chained_history(stages)
+    plot_learning_curve(curve, out / "learning_curve.png", f"{net.name} ({cfg.get('loss')})", restarts=restarts)
+    n_params = sum(p.numel() for p in net.parameters())
+    card = {
+        "model": net.name, "role": "teacher", "hardware": False,
+        "architecture": {"kind": "VGG-style full precision", "parameters": n_params},
+        "data": {"dataset": "FER2013", "train_split": "Training (28,709 faces)",
+                 "selection_split": "PublicTest (best epoch by five-crop mean accuracy)",
+                 "report_split": "PrivateTest (never used for any choice)"},
+        "recipe": cfg, "epochs_run": len(history), "epochs_planned": cfg.get("epochs"),
+        "best_epoch": max(history, key=lambda h: h["val_acc_fivecrop_mean"])["epoch"],  # the first best, as train keeps
+        "seed": cfg.get("seed"), "train_hours": round(sum(st["train_hours"] for st in stages), 2),
+        "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
+                                            "per_class_recall")} for s, r in results.items()},
+        "evaluation": "torch fp32 eval (a teacher is not on the hardware path)",
+        "reproduce": command or " && ".join(st["command"] for st in stages),
+        "history": history,
+        "stages": [{k: v for k, v in st.items() if k != "history"} for st in stages],
+        "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=2))
+    (out / "README.md").write_text(f"""# {net.name} (teacher) model card
+
+Full-precision VGG-style CNN ({n_params / 1e6:.2f} M float parameters) on the same 42x42 crops, trained by
+`bdnn train --arch {net.name}` as the teacher for knowledge distillation (`bdnn train --teacher {out}`).
+**Not a hardware model**: no FINN export, no cpu engine; accuracies are torch fp32.
+
+| split | faces | centre crop | five-crop mean | five-crop vote |
+|---|---|---|---|---|
+| PublicTest (selection) | {pub['n']} | {pub['acc_center']:.2%} | {pub['acc_fivecrop_mean']:.2%} | {pub['acc_fivecrop_vote']:.2%} |
+| PrivateTest (report) | {priv['n']} | {priv['acc_center']:.2%} | {priv['acc_fivecrop_mean']:.2%} | {priv['acc_fivecrop_vote']:.2%} |
+
+- Epoch {card['best_epoch']} of {len(history)} run ({cfg.get('epochs')} planned), the best on PublicTest five-crop mean.
+- Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), weight decay {cfg.get('weight_decay')},
+  batch {cfg.get('batch_size')}, augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}; {card['train_hours']} h.
+- Reproduce: `{card['reproduce']}`, then `bdnn ship RUN models/{net.name}`.
+
+Files: `teacher.npz` (float weights, numpy), `card.json`, `learning_curve.png`, `confusion_matrix.png`.
 """)
     return card

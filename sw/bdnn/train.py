@@ -2,7 +2,8 @@
 
 Run folder layout (``--out``):
   last.pt / best.pt       full checkpoints (latent weights, optimizer, scheduler, RNG): not for git
-  model.npz + card.json   compact inference artifact of the best epoch (see bdnn.artifact)
+  model.npz + card.json   compact inference artifact of the best epoch (see bdnn.artifact); a teacher
+                          writes teacher.npz instead, the latent-weight stage (--no-binary-weights) neither
   metrics.json            one record per epoch
   learning_curve.png, confusion_matrix.png
 """
@@ -21,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .arch import get_arch
-from .config import TrainConfig
+from .arch import get_arch, is_teacher
+from .config import TrainConfig, check_config, robust_names
 from .data import CLASS_NAMES, FER2013, load_fer2013
 from .errors import BdnnError
-from .nn import BDNN, save_artifact
+from .nn import BDNN, predict_scores, save_artifact
+from .perturb import robust_augment
 from .preprocess import CROP_OFFSETS, CROP_SIZE, FACE_SIZE, five_crops
 
 CHECKPOINT_FORMAT = "bdnn-checkpoint-v1"
@@ -36,10 +38,10 @@ class CheckpointError(BdnnError, RuntimeError):
 
 
 # -- losses ------------------------------------------------------------------------------------
-def loss_fn(name: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def loss_fn(name: str, scores: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     scores = scores.float()
     if name == "ce":
-        return F.cross_entropy(scores, labels)
+        return F.cross_entropy(scores, labels, label_smoothing=label_smoothing)
     target = 2.0 * F.one_hot(labels, scores.shape[1]).float() - 1.0  # +-1 one-hot
     margin = F.relu(1.0 - target * scores)
     if name == "hinge":
@@ -47,6 +49,38 @@ def loss_fn(name: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     if name == "sqhinge":
         return (margin ** 2).sum(1).mean()
     raise ValueError(f"unknown loss {name!r} (hinge | sqhinge | ce)")
+
+
+def training_loss(cfg: TrainConfig, scores: torch.Tensor, labels: torch.Tensor,
+                  teacher_scores: torch.Tensor | None = None) -> torch.Tensor:
+    """The configured loss; with a teacher, (1-w) * that + w * the distillation term."""
+    hard = loss_fn(cfg.loss, scores, labels, cfg.label_smoothing)
+    if teacher_scores is None:
+        return hard
+    from .teacher import kd_loss
+    soft = kd_loss(scores, teacher_scores, cfg.kd_temperature)
+    return soft if cfg.kd_weight == 1.0 else (1.0 - cfg.kd_weight) * hard + cfg.kd_weight * soft
+
+
+# -- models ----------------------------------------------------------------------------------
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    if is_teacher(cfg.arch):
+        from .teacher import TeacherVGG
+        return TeacherVGG(cfg.arch.lower())
+    return BDNN(get_arch(cfg.arch), binary_weights=cfg.binary_weights)
+
+
+def is_hardware_model(cfg: TrainConfig) -> bool:
+    """A binary BDNN: evaluated by the exact integer engine and saved as model.npz."""
+    return not is_teacher(cfg.arch) and cfg.binary_weights
+
+
+def val_scores_of(cfg: TrainConfig, model: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
+    """Selection scores: exactly as the hardware computes for a binary BDNN, fp32 torch otherwise
+    (a teacher, the latent-weight stage)."""
+    if is_hardware_model(cfg):
+        return exact_scores(model, crops)
+    return predict_scores(model, crops, cfg.eval_batch)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -150,6 +184,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     """Train (or resume) a run in ``out``. ``stop_after`` > 0 ends this invocation after that many
     epochs (the run stays resumable): for time-boxed sessions."""
     out = Path(out)
+    check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -164,8 +199,9 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     elif last.exists():
         raise CheckpointError(f"{out} already holds a run (last.pt); pass --resume or choose another --out")
 
+    check_config(cfg)
     data = data if data is not None else load_fer2013(data_path)
-    spec = get_arch(cfg.arch)
+    robust = robust_names(cfg)
     train_x, train_y = data.split("Training")
     val_x, val_y = data.split("PublicTest")
     if cfg.max_eval_faces:
@@ -175,7 +211,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
-    model = BDNN(spec)
+    model = build_model(cfg)
     if cfg.init_from and state is None:
         init = load_checkpoint(Path(cfg.init_from))
         if init["config"]["arch"] != cfg.arch:
@@ -198,6 +234,13 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         print(f"resuming {cfg.arch} from {last} at epoch {start_epoch + 1}/{cfg.epochs}")
 
+    teacher = None
+    if cfg.teacher:
+        from .teacher import load_teacher
+        teacher = load_teacher(cfg.teacher).to(device)
+        if cfg.fast:
+            teacher.to(memory_format=torch.channels_last)
+        print(f"distilling from {cfg.teacher} ({teacher.name}): weight {cfg.kd_weight}, temperature {cfg.kd_temperature}")
     model.to(device)
     if cfg.fast:
         model.to(memory_format=torch.channels_last)
@@ -212,26 +255,33 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = torch.from_numpy(sample_crops(train_x[idx], np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
+            faces = train_x[idx]
+            if robust:
+                faces = robust_augment(faces, robust, np_rng, cfg.robust_prob)
+            x = torch.from_numpy(sample_crops(faces, np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
             y = torch.from_numpy(train_y[idx].astype(np.int64))
             x, y = x.to(device), y.to(device)
             if cfg.fast:
                 x = x.to(memory_format=torch.channels_last)
             with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
                 scores = model(x)
-            loss = loss_fn(cfg.loss, scores, y)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_scores = teacher(x)
+            loss = training_loss(cfg, scores, y, t_scores if teacher is not None else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            model.clip_latent_weights()
+            if isinstance(model, BDNN):
+                model.clip_latent_weights()
             run_loss += loss.item() * len(y)
             correct += (scores.argmax(1) == y).sum().item()
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         train_time = time.time() - t0
         model.to("cpu")
-        val_scores = exact_scores(model, val_crops)
+        val_scores = val_scores_of(cfg, model, val_crops)
         rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": correct / seen,
                "lr": sched.get_last_lr()[0], "train_seconds": train_time,
                **{f"val_{k}": v for k, v in accuracies(val_scores, val_y).items()}}
@@ -253,7 +303,11 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
                                f"{cfg.arch} epoch {epoch + 1}, PublicTest five-crop mean {rec['val_acc_fivecrop_mean']:.2%}")
             except Exception as e:  # a plot is never a reason to lose a run
                 print(f"warning: confusion-matrix plot failed: {e}")
-            save_artifact(model, out / "model.npz", meta={"epoch": epoch + 1, "config": asdict(cfg)})
+            if is_hardware_model(cfg):
+                save_artifact(model, out / "model.npz", meta={"epoch": epoch + 1, "config": asdict(cfg)})
+            elif is_teacher(cfg.arch):
+                from .teacher import TEACHER_FILE, save_teacher
+                save_teacher(model, out / TEACHER_FILE, meta={"epoch": epoch + 1, "config": asdict(cfg)})
         save_checkpoint(last, state)
         (out / "metrics.json").write_text(json.dumps(history, indent=2))
         model.to(device)

@@ -54,6 +54,9 @@ def main():
     p.add_argument("--models", nargs="*", default=None, help="model folders (default: every models/*/model.npz)")
     p.add_argument("--markdown", action="store_true", help="print a markdown table (for the README)")
     p.add_argument("--verbose", action="store_true", help="show the builds' own output")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the estimates as the data file `bdnn results --plot` reads "
+                        "(e.g. sw/bdnn/finn_estimates.json)")
     a = p.parse_args()
     models = [Path(m).resolve() for m in a.models] if a.models else shipped_models()
     if not models:
@@ -83,6 +86,29 @@ def main():
             print(f"{r['model_name']:<10} {acc:>6} {r['board']:<8} {r['lut']:>7} ({r['lut_util']:>4.0%}) "
                   f"{r['bram36']:>7.1f} ({r['bram36_util']:>4.0%}) {str(r['fits']):>5} {r['est_crops_per_s']:>8.0f} "
                   f"{r['est_faces_per_s']:>7.0f} {target:>14}  {neck}")
+
+    if a.json:
+        write_json(rows, Path(a.json))
+
+
+def write_json(rows: list[dict], path: Path) -> None:
+    """The estimates in the schema of sw/bdnn/finn_estimates.json (bdnn.results.load_estimates)."""
+    from bdnn_hw.boards import get_board
+    boards = {}
+    for r in rows:
+        b = get_board(r["board"])
+        boards[r["board"]] = {"clock_mhz": round(b.fclk_mhz), "target_crops_per_s": r["throughput_target_crops_per_s"]}
+    data = {"source": "FINN (finn-plus) estimates with the searched folding and role-keyed placement "
+                      "(hw/folding/<arch>_<board>.json), written by `python benchmarks/bench_estimates.py --json`",
+            "boards": boards,
+            "estimates": [{"model": r["model_name"], "board": r["board"], "crops_per_s": round(r["est_crops_per_s"]),
+                           "faces_per_s": round(r["est_faces_per_s"]), "lut": r["lut"], "lut_util": round(r["lut_util"], 2),
+                           "bram36": r["bram36"], "bram36_util": round(r["bram36_util"], 2), "fits": r["fits"],
+                           "meets_target": r["meets_target"],
+                           "bottleneck": "DDR weight bandwidth" if r["bottleneck_layer"] == "DDR weight bandwidth"
+                           else (r["bottleneck_role"] or r["bottleneck_layer"])} for r in rows]}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

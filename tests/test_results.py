@@ -35,3 +35,43 @@ def test_results_command_reads_a_models_folder(tmp_path, capsys):
     assert "| bcnn4 | 64.90 % | 51.00 % (vote 50.00 %) | 4 | ce | 0.40 h |" in out
     assert main(["results", "--models-dir", str(tmp_path / "none")]) == 2
     assert "no model cards" in capsys.readouterr().err
+
+
+def test_pareto_points_front_and_notes():
+    from bdnn.results import pareto_points
+    cards = {"a": _card(0.5, 0.66, 0.6), "b": _card(0.5, 0.60, 0.6), "c": _card(0.5, 0.55, 0.5),
+             "d": _card(0.5, 0.70, 0.7), "t": {**_card(0.7, 0.72, 0.7), "role": "teacher"}}
+    est = {"boards": {"x": {}}, "estimates": [
+        {"model": "a", "board": "x", "crops_per_s": 100}, {"model": "b", "board": "x", "crops_per_s": 300},
+        {"model": "c", "board": "x", "crops_per_s": 200}, {"model": "gone", "board": "x", "crops_per_s": 5}]}
+    points, notes = pareto_points(cards, est)
+    front = {p["model"]: p["pareto"] for p in points}
+    assert front == {"a": True, "b": True, "c": False}  # c: b is faster and more accurate; the teacher is no point
+    assert any(n.startswith("d: no FINN estimate") for n in notes) and any(n.startswith("gone:") for n in notes)
+
+
+def test_packaged_estimates_cover_every_shipped_model_and_board():
+    """The data file behind `bdnn results --plot` (FINN estimates, README table) has every shipped model
+    on both boards; a newly shipped model needs benchmarks/bench_estimates.py --json."""
+    from bdnn.results import load_cards, load_estimates
+    from conftest import REPO
+    est = load_estimates()
+    assert "bench_estimates.py" in est["source"] and set(est["boards"]) == {"pynq-z2", "ultra96"}
+    have = {(e["model"], e["board"]) for e in est["estimates"]}
+    hardware = [m for m, c in load_cards(REPO / "models").items() if c.get("role") != "teacher"]
+    assert hardware and {(m, b) for m in hardware for b in est["boards"]} <= have
+
+
+def test_results_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for name, acc in (("bdnn4", 0.66), ("bdnn4-hw", 0.51)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text(json.dumps(_card(0.6, acc, acc)))
+    png = tmp_path / "pareto.png"
+    assert main(["results", "--models-dir", str(tmp_path), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert png.stat().st_size > 10_000 and "| pynq-z2 | bdnn4-hw | 51.00 % | 1,181 | yes |" in out
+    est = tmp_path / "est.json"
+    est.write_text(json.dumps({"boards": {"pynq-z2": {}}, "estimates": []}))
+    assert main(["results", "--models-dir", str(tmp_path), "--plot", str(png), "--estimates", str(est)]) == 2
+    assert "no shipped model has a FINN estimate" in capsys.readouterr().err

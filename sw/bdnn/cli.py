@@ -271,16 +271,39 @@ def _add_results(sub):
     p = sub.add_parser("results", help="the paper's Tables 3-4 beside the shipped models' measured accuracy (markdown)")
     p.add_argument("--models-dir", default=str(default_model().parent),
                    help="folder of shipped models, each with a card.json (default: the shipped models/)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw accuracy vs FINN-estimated crops/s per board (Pareto front, the paper's BDNN4 "
+                        "marked) into PNG and print its table (matplotlib: the train extra)")
+    p.add_argument("--estimates", default=None, metavar="JSON",
+                   help="--plot: FINN estimates per model x board (default: the packaged finn_estimates.json; "
+                        "benchmarks/bench_estimates.py --json writes a new one)")
     p.set_defaults(func=cmd_results)
 
 
 def cmd_results(a) -> int:
-    from .results import load_cards, markdown_table, results_rows
+    from .results import PAPER_ACCURACY, load_cards, load_estimates, markdown_table, pareto_markdown, pareto_points, results_rows
     cards = load_cards(Path(a.models_dir))
     if not cards:
         print(f"error: no model cards under {a.models_dir} (ship one with `bdnn ship RUN models/<arch>`)", file=sys.stderr)
         return 2
     print(markdown_table(results_rows(cards)))
+    if a.plot:
+        require("matplotlib", "bdnn results --plot")
+        from .plots import plot_pareto
+        est = load_estimates(a.estimates)
+        points, notes = pareto_points(cards, est)
+        if not points:
+            print("error: no shipped model has a FINN estimate to plot", file=sys.stderr)
+            return 2
+        plot_pareto(points, Path(a.plot), est["boards"],
+                    paper={"model": "bdnn4", "accuracy": PAPER_ACCURACY["bdnn4"],
+                           "label": f"paper's BDNN4 ({PAPER_ACCURACY['bdnn4']:.2f} %) at this BDNN4's rate"},
+                    title="Accuracy vs FINN-estimated throughput, every shipped model")
+        print()
+        print(pareto_markdown(points))
+        for n in notes:
+            print(f"note: {n}")
+        print(f"wrote {a.plot} (estimates: {a.estimates or 'the packaged finn_estimates.json'})")
     return 0
 
 

@@ -49,3 +49,38 @@ def plot_confusion(cm: np.ndarray, class_names, path: Path, title: str = "") -> 
     ax.set_xticks(range(len(cm)), class_names, rotation=45); ax.set_yticks(range(len(cm)), class_names)
     ax.set_xlabel("predicted"); ax.set_ylabel("true"); ax.set_title(title)
     fig.colorbar(im, fraction=.046); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+
+def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None = None, title: str = "") -> None:
+    """Accuracy vs estimated crops/s, one panel per board: every shipped model, the Pareto front
+    (nothing both faster and more accurate), the board's target rate, and ``paper`` = {"model",
+    "accuracy", "label"}: the paper's figure drawn at the speed of the same network here."""
+    plt = _plt()
+    names = list(boards)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.6), sharey=True, squeeze=False)
+    for ax, board in zip(axes[0], names):
+        pts = sorted((p for p in points if p["board"] == board), key=lambda p: p["crops_per_s"])
+        for p in pts:
+            ax.scatter(p["crops_per_s"], p["accuracy"], s=55, zorder=3,
+                       c="tab:blue" if p["pareto"] else "tab:grey", marker="o" if p["fits"] else "x")
+            ax.annotate(p["model"], (p["crops_per_s"], p["accuracy"]), textcoords="offset points", xytext=(6, -3), fontsize=8)
+        front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["crops_per_s"])
+        if len(front) > 1:
+            ax.plot([p["crops_per_s"] for p in front], [p["accuracy"] for p in front], "-", c="tab:blue", lw=1,
+                    label="Pareto front")
+        if paper:
+            same = [p for p in pts if p["model"] == paper["model"]]
+            for p in same:
+                ax.scatter(p["crops_per_s"], paper["accuracy"], marker="*", s=180, c="tab:red", zorder=4,
+                           label=paper["label"])
+        target = boards[board].get("target_crops_per_s")
+        if target:
+            ax.axvline(target, ls="--", c="tab:green", lw=1, label=f"target {target:,} crops/s")
+        ax.set_xscale("log")
+        ax.set_xlabel("FINN-estimated crops/s (log)")
+        ax.set_title(f"{board} ({boards[board].get('clock_mhz', '?')} MHz)")
+        ax.grid(alpha=.3, which="both")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    axes[0][0].set_ylabel("FER2013 PrivateTest accuracy, five-crop mean (%)")
+    fig.suptitle(title)
+    fig.tight_layout(); fig.savefig(path, dpi=110, bbox_inches="tight"); plt.close(fig)

@@ -78,3 +78,46 @@ def markdown_table(rows: list[dict]) -> str:
                 measured += f" (vote {r['vote']:.2f} %)"
         out.append(f"| {r['row']} | {paper} | {measured} | {r['epochs']} | {r['loss']} | {r['train_time']} |")
     return "\n".join(out)
+
+
+# -- accuracy vs estimated speed (the Pareto figure) ------------------------------------------------
+ESTIMATES_FILE = Path(__file__).with_name("finn_estimates.json")
+
+
+def load_estimates(path: Path | None = None) -> dict:
+    """FINN's estimates per shipped model x board (see the file's ``source``)."""
+    return json.loads(Path(path or ESTIMATES_FILE).read_text())
+
+
+def pareto_points(cards: dict[str, dict], estimates: dict) -> tuple[list[dict], list[str]]:
+    """One point per shipped hardware model x board: PrivateTest five-crop mean (%) and estimated
+    crops/s, with ``pareto`` set where no other model on that board is both faster and more
+    accurate. Returns (points, notes on models left out)."""
+    points, notes = [], []
+    by_model = {}
+    for e in estimates["estimates"]:
+        by_model.setdefault(e["model"], []).append(e)
+    for name, card in cards.items():
+        if card.get("role") == "teacher":
+            continue  # a teacher is never on the hardware path
+        if name not in by_model:
+            notes.append(f"{name}: no FINN estimate (run benchmarks/bench_estimates.py --json)")
+            continue
+        acc = 100 * card["accuracy"]["PrivateTest"]["acc_fivecrop_mean"]
+        for e in by_model[name]:
+            points.append({"model": name, "board": e["board"], "accuracy": acc, "crops_per_s": e["crops_per_s"],
+                           "fits": e.get("fits", True), "meets_target": e.get("meets_target")})
+    notes += [f"{m}: estimates but no shipped card" for m in by_model if m not in cards]
+    for p in points:
+        p["pareto"] = p["fits"] and not any(
+            q is not p and q["board"] == p["board"] and q["fits"] and q["crops_per_s"] >= p["crops_per_s"]
+            and q["accuracy"] >= p["accuracy"] and (q["crops_per_s"], q["accuracy"]) != (p["crops_per_s"], p["accuracy"])
+            for q in points)
+    return points, notes
+
+
+def pareto_markdown(points: list[dict]) -> str:
+    out = ["| board | model | PrivateTest (5-crop) | est. crops/s | Pareto |", "|---|---|---|---|---|"]
+    for p in sorted(points, key=lambda p: (p["board"], p["crops_per_s"])):
+        out.append(f"| {p['board']} | {p['model']} | {p['accuracy']:.2f} % | {p['crops_per_s']:,} | {'yes' if p['pareto'] else ''} |")
+    return "\n".join(out)

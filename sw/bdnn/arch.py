@@ -128,7 +128,7 @@ ARCHS: dict[str, ArchSpec] = {
 # full-precision teachers for knowledge distillation (bdnn.teacher): VGG-style, never on the hardware
 # path; "widths": the channels of the three stages of two 3x3 convs, "fc": the hidden FC width
 TEACHER_ARCHS: dict[str, dict] = {
-    "teacher-vgg": {"widths": (64, 128, 256), "fc": 512},
+    "teacher-vgg": {"widths": (64, 128, 256), "fc": 256},
     "teacher-vgg-small": {"widths": (16, 32, 64), "fc": 64},  # a cheap proxy (and the tests' teacher)
 }
 

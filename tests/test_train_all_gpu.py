@@ -1,0 +1,116 @@
+"""scripts/train_all_gpu.py on the CPU with a tiny budget: the plan runs in order (a teacher, a
+student distilled from it, a latent-weight stage and its binary stage 2), resumes, skips finished
+runs, stops before a deadline, ships with the same cards, packs what a device machine can send back."""
+import importlib.util
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_spec
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_all_gpu", REPO / "scripts" / "train_all_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(autouse=True)
+def tiny_arch(monkeypatch):
+    from bdnn.arch import ARCHS
+    monkeypatch.setitem(ARCHS, "tiny", tiny_spec())
+
+
+@pytest.fixture(scope="module")
+def packed(fer, tmp_path_factory, script):
+    """A few faces of every split, packed as --prepare packs them (PNG strip)."""
+    from bdnn.data import FER2013
+    keep = np.concatenate([np.flatnonzero(fer.usage == 0)[:40], np.flatnonzero(fer.usage == 1)[:10],
+                           np.flatnonzero(fer.usage == 2)[:10]])
+    small = FER2013(fer.pixels[keep], fer.labels[keep], fer.usage[keep], fer.source)
+    path = script.pack_data(small, tmp_path_factory.mktemp("data") / "small.npz",
+                            splits=("Training", "PublicTest", "PrivateTest"))
+    back = script.load_data(str(path))
+    assert np.array_equal(back.pixels, small.pixels) and np.array_equal(back.labels, small.labels)
+    assert np.array_equal(back.usage, small.usage)  # lossless
+    return path
+
+
+PLAN = {"runs": [
+    {"name": "t", "args": {"arch": "teacher-vgg-small", "epochs": 1, "loss": "ce"}, "ship_as": "teacher-vgg-small"},
+    {"name": "kd", "args": {"arch": "tiny", "epochs": 2, "loss": "ce", "teacher": "{runs}/t", "kd_weight": 0.5},
+     "after": ["t"], "ship_as": "tiny"},
+    {"name": "s2", "args": {"arch": "tiny", "epochs": 1, "loss": "ce", "init_from": "{runs}/s1/best.pt"},
+     "after": ["s1"], "ship_as": "tiny"},
+    {"name": "s1", "args": {"arch": "tiny", "epochs": 1, "loss": "ce", "binary_weights": False}},
+]}
+BUDGET = ["--set", "max_train_batches=2", "--set", "max_eval_faces=8", "--set", "batch_size=8", "--set", "fast=false"]
+
+
+def test_the_shipped_plan_is_valid(script, capsys):
+    assert script.main(["--dry-run", "--runs", "/nonexistent/runs"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: teacher-vgg" in out and "plan: bdnn4-twostage" in out and "/nonexistent/runs/teacher-vgg" in out
+
+
+def test_plan_trains_resumes_ships_and_packs(script, packed, tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    runs = tmp_path / "runs"
+    base = ["--plan", str(plan), "--runs", str(runs), "--data", str(packed)] + BUDGET
+    # s2 is listed before the run it waits for: it waits this time
+    assert script.main(base) == 0
+    summary = {s["name"]: s for s in json.loads((runs / "gpu_summary.json").read_text())["runs"]}
+    assert {k: s["status"] for k, s in summary.items()} == {"t": "done", "kd": "done", "s2": "waiting", "s1": "done"}
+    assert summary["kd"]["epochs_done"] == 2 and "best_public_fivecrop" in summary["kd"]
+    assert (runs / "t" / "teacher.npz").exists() and (runs / "kd" / "model.npz").exists()
+    assert json.loads((runs / "kd" / "config.json").read_text())["teacher"] == f"{runs}/t"
+    # a second call finishes what waited, skips what is done, then ships and packs
+    ship, pack = tmp_path / "shipped", tmp_path / "out"
+    assert script.main(base + ["--ship-dir", str(ship), "--pack", str(pack), "--models-dir", str(tmp_path / "none")]) == 0
+    log = capsys.readouterr().out
+    summary = {s["name"]: s for s in json.loads((runs / "gpu_summary.json").read_text())["runs"]}
+    assert all(s["status"] == "done" for s in summary.values())
+    assert summary["kd"]["seconds"] == 0 and summary["s2"]["seconds"] > 0  # nothing retrained
+    cards = {d.name: json.loads((d / "card.json").read_text()) for d in ship.iterdir()}
+    assert set(cards) == {"t", "kd", "s2"} and cards["t"]["role"] == "teacher"
+    assert cards["kd"]["accuracy"]["PrivateTest"]["n"] == 10 and "--teacher" in cards["kd"]["reproduce"]
+    assert "tiny: best on PublicTest is" in log and "nothing shipped yet" in log
+    tars = sorted(pack.glob("results-*.tar"))
+    assert tars and (pack / "gpu_summary.json").exists()
+    names = [n for t in tars for n in tarfile.open(t).getnames()]
+    assert "kd/model.npz" in names and "t/teacher.npz" in names and "shipped/kd/card.json" in names
+    assert not [n for n in names if n.endswith(".pt")]
+
+
+def test_deadline_stops_between_epochs_and_the_run_resumes(script, packed, tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"name": "a", "args": {"arch": "tiny", "epochs": 3, "loss": "ce"}}]}))
+    base = ["--plan", str(plan), "--runs", str(tmp_path / "runs"), "--data", str(packed)] + BUDGET
+    # a deadline of ~0 with no reserve: one epoch measured, then it stops
+    assert script.main(base + ["--deadline-min", "0.0001", "--reserve-min", "0"]) == 0
+    s = json.loads((tmp_path / "runs" / "gpu_summary.json").read_text())["runs"][0]
+    assert s["status"] in ("stopped", "not started") and s["epochs_done"] < 3
+    assert "the deadline is near" in capsys.readouterr().out
+    assert script.main(base) == 0
+    s = json.loads((tmp_path / "runs" / "gpu_summary.json").read_text())["runs"][0]
+    assert s["status"] == "done" and s["epochs_done"] == 3
+    hist = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def test_bad_plans_and_options_are_refused(script, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"name": "a", "args": {"arch": "tiny"}, "after": ["b"]}]}))
+    with pytest.raises(SystemExit, match="waits for 'b'"):
+        script.main(["--plan", str(plan), "--dry-run"])
+    with pytest.raises(SystemExit, match="no run zz"):
+        script.main(["--only", "zz", "--dry-run"])
+    with pytest.raises(SystemExit, match="expected key=value"):
+        script.main(["--set", "nope=1", "--dry-run"])
+    with pytest.raises(SystemExit, match="not git-ignored"):
+        script.main(["--prepare", str(REPO / "scripts" / "not_ignored")])

@@ -72,6 +72,8 @@ def test_evaluate_perturb_cli(tiny_model, fer, tmp_path, capsys):
     assert "| clean |" in text and "| jpeg-30 (JPEG quality 30) |" in text and "largest drop:" in text
     rep = json.loads(out.read_text())
     assert rep["n"] == 40 and [r["name"] for r in rep["perturbations"]] == ["jpeg-30", "shift-2"]
+    from bdnn.contract import model_sha256
+    assert rep["model_sha256"] == model_sha256(tiny_model)
     for r in rep["perturbations"]:
         assert r["drop_points"] == pytest.approx(100 * (rep["clean"]["acc_fivecrop_mean"] - r["acc_fivecrop_mean"]), abs=0.01)
     # the clean row equals a plain evaluate of the same faces

@@ -75,3 +75,22 @@ def test_results_plot(tmp_path, capsys):
     est.write_text(json.dumps({"boards": {"pynq-z2": {}}, "estimates": []}))
     assert main(["results", "--models-dir", str(tmp_path), "--plot", str(png), "--estimates", str(est)]) == 2
     assert "no shipped model has a FINN estimate" in capsys.readouterr().err
+
+
+def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
+    import shutil
+
+    from bdnn.contract import model_sha256
+    from bdnn.results import robustness_markdown
+    rep = {"n": 3, "clean": {"acc_fivecrop_mean": 0.6648}, "perturbations": [
+        {"name": "jpeg-30", "drop_points": 4.82}, {"name": "shift-2", "drop_points": 1.37}]}
+    for name, sha in (("bdnn4", model_sha256(tiny_model)), ("bcnn4", "0" * 64)):
+        shutil.copytree(tiny_model, tmp_path / name)
+        (tmp_path / name / "card.json").write_text(json.dumps(_card(0.5, 0.6648, 0.66)))
+        (tmp_path / name / "robustness.json").write_text(json.dumps({**rep, "model_sha256": sha}))
+    table = robustness_markdown(tmp_path)
+    assert "| bdnn4 | 66.48 % | **+4.82** | +1.37 |" in table  # over the 2-point aim: bold
+    assert "| bcnn4 (stale: another model file) |" in table
+    assert main(["results", "--models-dir", str(tmp_path), "--robustness"]) == 0
+    assert "| model | clean | jpeg-30 | shift-2 |" in capsys.readouterr().out
+    assert "no robustness reports" in robustness_markdown(tmp_path / "none")

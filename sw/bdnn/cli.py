@@ -169,7 +169,9 @@ def cmd_perturb(a, backend, faces, labels) -> int:
     from .perturb import PERTURBATIONS, parse_names, perturbation_report, report_markdown
     names = parse_names(a.perturb, PERTURBATIONS)
     rep = perturbation_report(backend, faces, labels, names, seed=a.perturb_seed, progress=False)
-    rep = {"model": str(backend.model_path), "arch": backend.spec.name, "split": a.split, "backend": backend.name, **rep}
+    from .contract import model_sha256
+    rep = {"model": str(backend.model_path), "model_sha256": model_sha256(backend.model_path), "arch": backend.spec.name,
+           "split": a.split, "backend": backend.name, **rep}
     print(report_markdown(rep, f"{backend.spec.name} on {a.split} ({rep['n']} faces, {backend.name}), "
                                f"perturbation seed {a.perturb_seed}  [{rep['seconds']:.0f} s]"))
     worst = max(rep["perturbations"], key=lambda r: r["drop_points"])
@@ -277,6 +279,9 @@ def _add_results(sub):
     p.add_argument("--estimates", default=None, metavar="JSON",
                    help="--plot: FINN estimates per model x board (default: the packaged finn_estimates.json; "
                         "benchmarks/bench_estimates.py --json writes a new one)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also print the accuracy drop per perturbation of every shipped model that has a "
+                        "robustness.json (written by bdnn evaluate --perturb --json-out)")
     p.set_defaults(func=cmd_results)
 
 
@@ -287,6 +292,10 @@ def cmd_results(a) -> int:
         print(f"error: no model cards under {a.models_dir} (ship one with `bdnn ship RUN models/<arch>`)", file=sys.stderr)
         return 2
     print(markdown_table(results_rows(cards)))
+    if a.robustness:
+        from .results import robustness_markdown
+        print()
+        print(robustness_markdown(Path(a.models_dir)))
     if a.plot:
         require("matplotlib", "bdnn results --plot")
         from .plots import plot_pareto

@@ -121,3 +121,33 @@ def pareto_markdown(points: list[dict]) -> str:
     for p in sorted(points, key=lambda p: (p["board"], p["crops_per_s"])):
         out.append(f"| {p['board']} | {p['model']} | {p['accuracy']:.2f} % | {p['crops_per_s']:,} | {'yes' if p['pareto'] else ''} |")
     return "\n".join(out)
+
+
+# -- robustness (bdnn evaluate --perturb) ------------------------------------------------------------
+ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS_LIMIT = 2.0  # points: issue 13's aim for every common perturbation
+
+
+def robustness_markdown(models_dir: Path) -> str:
+    """Drop in points per perturbation (PrivateTest five-crop mean) of every shipped model with a
+    ``robustness.json``; a report made from another model file than the shipped one is marked stale."""
+    from .contract import model_sha256
+    reports = {}
+    for p in sorted(Path(models_dir).glob(f"*/{ROBUSTNESS_FILE}")):
+        rep = json.loads(p.read_text())
+        model = p.parent / "model.npz"
+        rep["stale"] = bool(rep.get("model_sha256")) and model.exists() and model_sha256(model) != rep["model_sha256"]
+        reports[p.parent.name] = rep
+    if not reports:
+        return "no robustness reports (bdnn evaluate --model models/X --perturb --json-out models/X/robustness.json)"
+    names = []
+    for rep in reports.values():
+        names += [r["name"] for r in rep["perturbations"] if r["name"] not in names]
+    out = ["| model | clean | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for model, rep in reports.items():
+        drops = {r["name"]: r["drop_points"] for r in rep["perturbations"]}
+        cells = [(f"**{drops[n]:+.2f}**" if drops[n] > ROBUSTNESS_LIMIT else f"{drops[n]:+.2f}") if n in drops else "—"
+                 for n in names]
+        label = model + (" (stale: another model file)" if rep["stale"] else "")
+        out.append(f"| {label} | {100 * rep['clean']['acc_fivecrop_mean']:.2f} % | " + " | ".join(cells) + " |")
+    return "\n".join(out)

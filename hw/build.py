@@ -41,6 +41,9 @@ def parse_args(arch: str, argv=None):
     p.add_argument("--stitched-crops", type=int, default=20,
                    help="PrivateTest crops streamed back to back through the whole all-RTL design in Verilator "
                         "(FIFOs sized by simulation first; 0: skip)")
+    p.add_argument("--rtl-only", action="store_true",
+                   help="replace FINN's HLS-only layers (binary MVAU, max-pool, fork, concat) by the project's RTL ops "
+                        "(hw/rtl; their LUT estimates are an analytical model, yosys measures them)")
     p.add_argument("--no-yosys", action="store_true", help="skip yosys (per RTL unit and the whole stitched design)")
     return p.parse_args(argv)
 
@@ -76,9 +79,9 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     else:
         print(f"[3/3] {board.key}: searching the fastest folding that fits"
               f"{' with placement ' + cfg_path.name if role_cfg else ''}")
-        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names)
+        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only)
         searched = True
-    est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names)
+    est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names, rtl_only=a.rtl_only)
     lint = {"ran": False, "reason": "--no-codegen"}
     evidence = {k: {"ran": False, "reason": "--no-codegen"} for k in ("sim", "rtl_synth", "stitched_sim", "synth")}
     if not a.no_codegen:
@@ -99,6 +102,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     summary = {
         "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
         "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched,
+        "rtl_only": bool(a.rtl_only),
         "role_config": str(cfg_path.relative_to(REPO)) if role_cfg and cfg_path.is_relative_to(REPO) else (str(cfg_path) if role_cfg else None),
         "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
         "lut_limit": board.lut_limit, "bram_limit": board.bram_limit,

@@ -161,11 +161,18 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
 DDR_EFFICIENCY = 0.7  # sustained fraction of the HP port's peak for long weight bursts
 
 
+def step_select_project_rtl(model, cfg):
+    """The project's RTL ops (``bdnn_hw.rtl.ops``) in place of FINN's HLS-only layers, after folding."""
+    from .rtl.ops import SelectProjectRTL
+    return model.transform(SelectProjectRTL())
+
+
 def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | None,
                   role_cfg: dict | None = None, layer_names: list[str] | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, rtl_only: bool = False) -> dict:
     """Folding (FINN's SetFolding for ``target_fps``, then the role-keyed config on top) and
-    FINN's analytical estimates, plus the DDR bandwidth cap of external weights."""
+    FINN's analytical estimates, plus the DDR bandwidth cap of external weights. ``rtl_only``:
+    every layer the project has RTL for becomes that RTL op (its estimates are the project's)."""
     from qonnx.custom_op.registry import getCustomOp
 
     from .folding import node_roles
@@ -177,7 +184,8 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
         steps.append(finn_steps.step_target_fps_parallelization)
     if role_cfg:
         steps.append(step_apply_role_config(role_cfg, layer_names))
-    steps += [step_bdnn_hls_simd_floor, step_bdnn_minimize_bit_width, finn_steps.step_generate_estimate_reports]
+    steps += [step_bdnn_hls_simd_floor, *([step_select_project_rtl] if rtl_only else []),
+              step_bdnn_minimize_bit_width, finn_steps.step_generate_estimate_reports]
     model = ModelWrapper(str(hw_graph))
     for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):
         model = step(model, cfg)
@@ -223,6 +231,8 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
 
 def run_codegen_and_lint(folded_graph: Path, board: Board, out: Path) -> dict:
     """FINN's HLS/RTL code generation (no Vivado needed) and a Verilator lint of the RTL."""
+    from . import rtl  # noqa: F401  (registers the project's RTL ops a --rtl-only graph holds)
+    from .rtl import ops  # noqa: F401
     from .rtl_lint import lint_model
     from .rtlsim.tools import available
     cfg = make_cfg(out, board)
@@ -266,7 +276,7 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
 
 
 def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],
-                   lo: int = 100, hi: int = 20000, steps: int = 8) -> tuple[int, dict]:
+                   lo: int = 100, hi: int = 20000, steps: int = 8, rtl_only: bool = False) -> tuple[int, dict]:
     """Largest FINN target fps (geometric bisection) whose folding fits the board. Once DDR weight
     bandwidth caps throughput below what the folding computes, faster folding only costs LUTs, so
     the search stops there."""
@@ -278,10 +288,10 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         capped = max(1, math.ceil(est["ddr_cap_crops_per_s"]))
         if capped >= target:
             return target, est
-        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False)
+        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
         return (capped, e) if e["fits"] else (target, est)
 
-    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False)
+    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
     if not est["fits"]:
         return lo, est
     if ddr_bound(est):
@@ -291,7 +301,7 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         mid = int(round((lo * hi) ** 0.5))
         if mid in (lo, hi):
             break
-        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False)
+        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
         if est["fits"]:
             lo, best = mid, (mid, est)
             if ddr_bound(est):

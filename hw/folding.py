@@ -20,7 +20,8 @@ ATTRS = ("PE", "SIMD", "parallel_window", "ram_style", "ram_style_thresholds", "
 
 
 def _base(op_type: str) -> str:
-    for suffix in ("_hls", "_rtl"):
+    """FINN's generic layer name of an op type: MVAU_hls, MVAU_rtl, MVAU_bdnn_rtl (the project's) -> MVAU."""
+    for suffix in ("_bdnn_rtl", "_hls", "_rtl"):
         if op_type.endswith(suffix):
             return op_type[: -len(suffix)]
     return op_type

@@ -9,7 +9,9 @@ def test_build_writes_both_summaries_and_stops_cleanly(tiny_model, tmp_path, mon
     from bdnn_hw.build import main
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
     out = tmp_path / "out"
-    args = ["--model", str(tiny_model), "--out", str(out), "--verify-crops", "5", "--target-fps", "500"]
+    # the open-tool evidence stages have their own tests (test_rtlsim, test_rtl, below): off here
+    args = ["--model", str(tiny_model), "--out", str(out), "--verify-crops", "5", "--rtlsim-crops", "0",
+            "--stitched-crops", "0", "--no-yosys", "--target-fps", "500"]
     assert main("bdnn4", args) == 0
     text = capsys.readouterr().out
     assert "XILINX_VIVADO is not set" in text and "Stopped after the estimates" in text
@@ -32,3 +34,22 @@ def test_build_rejects_a_missing_model(tmp_path, capsys):
     from bdnn_hw.build import main
     assert main("bdnn4", ["--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "no model artifact" in capsys.readouterr().err
+
+
+def test_build_records_the_open_tool_evidence(tiny_model, tmp_path, finn_build_dir):
+    """One board with every evidence stage on: node-by-node Verilator, yosys per unit, the stitched
+    all-RTL design streamed on real crops, yosys of the whole design; all in summary.json and report.md."""
+    from bdnn_hw.build import main
+    out = tmp_path / "out"
+    assert main("bdnn4", ["--model", str(tiny_model), "--out", str(out), "--board", "pynq-z2", "--verify-crops", "1",
+                          "--rtlsim-crops", "1", "--stitched-crops", "3", "--target-fps", "500"]) == 0
+    s = json.loads((out / "pynq-z2" / "summary.json").read_text())
+    sim, st, syn, whole = s["sim"], s["stitched_sim"], s["rtl_synth"], s["synth"]
+    assert sim["ran"] and sim["crops"] == 1 and sim["mismatches"] == 0 and not sim["evidence"]["python"]
+    assert {"MVAU/bdnn_rtl", "Thresholding_rtl", "ConvolutionInputGenerator_rtl"} <= set(sim["nodes_by_kind"])
+    assert st["ran"] and st["crops"] == 3 and st["mismatches"] == 0 and st["measured_crops_per_s"] > 0
+    assert st["cycles_per_crop"] <= s["max_cycles"] * 1.10
+    assert syn["ran"] and not syn["errors"] and syn["project_rtl"]["units"] > 0
+    assert whole["ran"] and whole["lut"] > 0 and whole["fits"] is True
+    report = (out / "pynq-z2" / "report.md").read_text()
+    assert "whole network as one all-RTL design" in report and "0 mismatches" in report

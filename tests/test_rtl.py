@@ -177,3 +177,41 @@ def test_widen_xnor_accumulators_fixes_finns_range():
     inst = getCustomOp(m2.graph.node[0])
     assert changed and inst.get_nodeattr("outputDataType") == "UINT7" and inst.get_nodeattr("accDataType") == "UINT7"
     assert WidenXnorAccumulators().apply(m2)[1] is False  # a fixed point
+
+
+def test_project_rtl_as_finn_ops_rtl_only(dense_codegen, private_crops, tmp_path):
+    """--rtl-only: the HLS-only layers become the project's FINN ops (*_bdnn_rtl in FINN's RTL
+    domain): FINN's code generation writes their RTL and FINN's memstream, FINN's Python execution
+    of the folded graph runs (not possible with HLS nodes), every node simulates in Verilator, and
+    the Vivado IPI commands reference the generated sources."""
+    import qonnx.core.onnx_exec as oxe
+    from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from bdnn_hw.flow import exec_graph
+    from bdnn_hw.rtl.ops import PROJECT_OPS, SelectProjectRTL
+    from bdnn_hw.rtlsim.execute import simulate_graph
+    fe, _, d, board = dense_codegen
+    model = ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx"))
+    sel = SelectProjectRTL()
+    model = model.transform(sel)
+    assert not sel.skipped
+    ops = {n.op_type for n in model.graph.node}
+    assert set(PROJECT_OPS) <= ops and not any(o.endswith("_hls") for o in ops), ops
+    model = model.transform(PrepareIP(board.fpga_part, board.clk_period_ns))
+    for n in model.graph.node:
+        if n.op_type.endswith("_rtl") and n.op_type not in PROJECT_OPS:
+            getCustomOp(n).set_nodeattr("exec_mode", "cppsim")  # FINN's RTL layers' Python models
+    crops, _ = private_crops
+    x = crops[20][None, :, :, None].astype(np.float32)
+    ref = exec_graph(fe.hw_graph, x)
+    py = oxe.execute_onnx(model, {model.graph.input[0].name: x})[model.graph.output[0].name]
+    np.testing.assert_array_equal(py.reshape(-1), ref.reshape(-1))
+    out, rep = simulate_graph(model, x, progress=False)
+    assert not rep.errors and rep.mismatches == 0
+    assert not [r.node for r in rep.records if r.evidence == "python"]
+    assert {"MVAU_bdnn_rtl", "MVAU_bdnn_rtl/memstream", "Pool_bdnn_rtl"} <= {r.kind for r in rep.records}
+    np.testing.assert_array_equal(out.reshape(-1), ref.reshape(-1))
+    mv = next(n for n in model.graph.node if n.op_type == "MVAU_bdnn_rtl" and getCustomOp(n).get_nodeattr("mem_mode") == "internal_decoupled")
+    tcl = "\n".join(getCustomOp(mv).code_generation_ipi())
+    assert "bnn_mvau.sv" in tcl and "memstream" in tcl and f"-reference {mv.name}" in tcl

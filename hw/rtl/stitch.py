@@ -23,6 +23,7 @@ from . import HDL
 from .wrappers import SUPPORTED, project_rtl_unit
 
 TOP = "bdnn_top"
+MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
 MIN_DEPTH = 2
 
 
@@ -123,7 +124,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
     for n in g.node:
         inst = inst_of[n.name]
         n_streams = len(inst.get_verilog_top_module_intf_names()["s_axis"])
-        if n.op_type in ("StreamingConcat_hls",):
+        if n.op_type in ("StreamingConcat_hls", "StreamingConcat_bdnn_rtl"):
             n_streams = len(n.input)
         for i, t in enumerate(n.input[: max(n_streams, 1)]):
             if model.get_initializer(t) is not None:
@@ -165,12 +166,12 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
         conns = {"ap_clk": "ap_clk", "ap_rst_n": "ap_rst_n", "ap_clk2x": "ap_clk"}
         for s in u.unit.inputs:
             i = int(re.match(r"in(\d+)_V", s.data).group(1))
-            if n.op_type == "MVAU_hls" and i == 1:
+            if n.op_type in MVAU_OPS and i == 1:
                 continue
             conns.update(_stream_conns(f"in{i}_V", in_wire[(n.name, i)]))
         for j, s in enumerate(u.unit.outputs):
             conns.update(_stream_conns(f"out{j}_V", out_wire[(n.name, j)]))
-        if n.op_type == "MVAU_hls":
+        if n.op_type in MVAU_OPS:
             wname = f"{n.name}_w"
             wwidth = inst.get_instream_width_padded(1)
             wires.append(f"\tlogic [{wwidth}-1:0]  {wname}_tdata;\n\tlogic  {wname}_tvalid, {wname}_tready;")

@@ -36,11 +36,12 @@ def _conn(inner: str, outer: str) -> str:
     return f".{inner}_tdata({outer}_TDATA), .{inner}_tvalid({outer}_TVALID), .{inner}_tready({outer}_TREADY)"
 
 
-def wrapper_source(node, inst) -> tuple[str, str, list[str]]:
-    """(top module name, SystemVerilog text, library files) for one supported HLS node."""
+def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None) -> tuple[str, str, list[str]]:
+    """(top module name, SystemVerilog text, library files) for one supported HLS node (or for
+    the project's op that replaced it: ``hls_op`` names the HLS op type then)."""
     from qonnx.core.datatype import DataType
-    op = node.op_type
-    top = f"{node.name}_bdnn_rtl"
+    op = hls_op or node.op_type
+    top = top or f"{node.name}_bdnn_rtl"
     if op == "MVAU_hls":
         idt, odt, wdt = inst.get_input_datatype(0), inst.get_output_datatype(), inst.get_input_datatype(1)
         xnor = bool(inst.get_nodeattr("binaryXnorMode"))

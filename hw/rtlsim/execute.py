@@ -66,12 +66,18 @@ class GraphSimReport:
                 "nodes": [asdict(r) for r in self.records]}
 
 
-def python_exec_node(node, inst, context: dict, graph) -> dict:
+# the project's ops whose Python model takes the producer's stream layout (see to_python_layout)
+STREAM_LAYOUT_OPS = ("Pool_bdnn_rtl",)
+
+
+def python_exec_node(node, inst, context: dict, graph, hw_layout: dict | None = None) -> dict:
     """FINN's Python model of one node on a private copy of its inputs: {output name: array}.
 
     After specialization an HLS node only executes in cppsim/rtlsim, so its generic base class's
     Python ``execute_node`` is called; RTL nodes' ``cppsim`` mode is their Python model (for the
     SWG this includes the RTL's depthwise channel interleave)."""
+    if node.op_type in STREAM_LAYOUT_OPS and hw_layout:
+        context = {**context, **{k: v for k, v in hw_layout.items() if k in node.input}}
     ctx = {k: context[k] for k in node.input if k in context}
     for i, o in enumerate(node.output):
         ctx[o] = np.zeros(inst.get_normal_output_shape(i), dtype=np.float32)
@@ -149,7 +155,7 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
     for node in bar:
         bar.set_postfix_str(node.name)
         inst = getCustomOp(node)
-        golden = python_exec_node(node, inst, context, graph)
+        golden = python_exec_node(node, inst, context, graph, hw_layout)
         result = {k: to_python_layout(inst, v) for k, v in golden.items()}
         hw_layout.update({k: v for k, v in golden.items() if v is not result[k]})
         sim_units = [u for u in units.get(node.name, []) if only is None or node.name in only]

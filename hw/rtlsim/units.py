@@ -51,9 +51,13 @@ def rtl_node_unit(node, inst) -> NodeUnit:
     plain_v = [f for f in mine if f.suffix == ".v"]
     top = module_name((wrappers or plain_v or mine)[-1]) if mine else node.name
     intf = inst.get_verilog_top_module_intf_names()
+    ins = [axis(name, w) for name, w in intf["s_axis"]]
+    if node.op_type == "MVAU_bdnn_rtl" and len(ins) == 1:
+        # the project's MVAU core always takes its weights as a stream (FINN's memstream feeds it)
+        ins.append(axis("in1_V", inst.get_instream_width_padded(1)))
     return NodeUnit(node.name, node.op_type, Unit(
         top=top, files=tuple(str(f) for f in files),
-        inputs=tuple(axis(name, w) for name, w in intf["s_axis"]),
+        inputs=tuple(ins),
         outputs=tuple(axis(name, w) for name, w in intf["m_axis"]),
         run_dir=str(gen)))  # Thresholding reads its .dat files relative to the working directory
 
@@ -73,6 +77,8 @@ def memstream_unit(node, inst) -> NodeUnit | None:
 def rtl_units(model) -> list[NodeUnit]:
     """Every generated RTL unit of a code-generated model, in graph order."""
     from qonnx.custom_op.registry import getCustomOp
+
+    from ..rtl import ops  # noqa: F401  (registers the project's RTL ops with FINN)
     units = []
     for n in model.graph.node:
         inst = getCustomOp(n)

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Training speed: fp32 vs the fast path (bf16 autocast + channels_last), measured in one run.
+"""Training speed: fp32 vs the fast path (bf16 autocast + channels_last), measured in one run;
+with --compile also the fast path under torch.compile (inductor) against eager, same weights and
+batches, with the losses of both compared step by step.
 
-    python benchmarks/bench_training.py [--arch bdnn4] [--batch 64] [--steps 6]
+    python benchmarks/bench_training.py [--arch bdnn4] [--batch 64] [--steps 6] [--compile] [--threads N]
 """
 import argparse
 import sys
@@ -16,6 +18,12 @@ ensure_env()
 
 
 def images_per_s(arch: str, batch: int, steps: int, fast: bool) -> float:
+    return train_steps(arch, batch, steps, fast)[0]
+
+
+def train_steps(arch: str, batch: int, steps: int, fast: bool, compiled: bool = False, warmup: int = 1):
+    """(images/s over ``steps`` timed steps after ``warmup`` untimed ones, every step's loss,
+    seconds of the warm-up steps: for torch.compile, the compile time)."""
     import numpy as np
     import torch
 
@@ -32,17 +40,73 @@ def images_per_s(arch: str, batch: int, steps: int, fast: bool) -> float:
         x = x.to(memory_format=torch.channels_last)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, x, y = model.to(device), x.to(device), y.to(device)
+    step_model = torch.compile(model, dynamic=False) if compiled else model  # static: each block its own shapes
+    losses, t0 = [], time.perf_counter()
     t = None
-    for i in range(steps + 1):  # the first step warms up
-        if i == 1:
+    for i in range(steps + warmup):  # the warm-up steps (and any compilation) are not timed
+        if i == warmup:
             t = time.perf_counter()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=fast):
-            out = model(x)
+            out = step_model(x)
         loss = loss_fn("hinge", out, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return batch * steps / (time.perf_counter() - t)
+        losses.append(loss.item())
+    return batch * steps / (time.perf_counter() - t), losses, t - t0
+
+
+def compile_ratio(arch: str, batch: int, steps: int, rounds: int = 3) -> dict:
+    """torch.compile (inductor) vs eager on the fast path, on one model: first the same step's loss and
+    gradients from both (equal results?), then alternating timed blocks of ``steps`` steps, so a
+    load that changes during the run hits both alike. Returns images/s (median per mode) and more."""
+    import numpy as np
+    import torch
+
+    from bdnn.arch import get_arch
+    from bdnn.nn import BDNN
+    from bdnn.train import loss_fn
+    torch.manual_seed(0)
+    model = BDNN(get_arch(arch)).train().to(memory_format=torch.channels_last)
+    compiled = torch.compile(model, dynamic=False)  # static shapes: each block its own (dynamic ones fail to lower)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, 1, 42, 42)).astype(np.float32))
+    x = x.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+
+    def step(m, update=True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_fn("hinge", m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        if update:
+            opt.step()
+        return loss.item()
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    l_eager = step(model, update=False)
+    g_eager = [p.grad.detach().float().clone() for p in model.parameters()]
+    model.load_state_dict(state)  # BN running statistics as before
+    t0 = time.perf_counter()
+    l_comp = step(compiled, update=False)
+    compile_s = time.perf_counter() - t0
+    g_comp = [p.grad.detach().float().clone() for p in model.parameters()]
+    ge = torch.cat([g.flatten() for g in g_eager]).double()
+    gc = torch.cat([g.flatten() for g in g_comp]).double()
+    grad_cos = float(ge @ gc / (ge.norm() * gc.norm()))
+    grad_rel = float((ge - gc).norm() / ge.norm())
+    step(compiled)  # the backward's and the optimizer's first compiled step
+    times = {"eager": [], "compiled": []}
+    for _ in range(rounds):
+        for name, m in (("eager", model), ("compiled", compiled)):
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(m)
+            times[name].append(batch * steps / (time.perf_counter() - t))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"eager": med["eager"], "compiled": med["compiled"], "ratio": med["compiled"] / med["eager"],
+            "blocks": times, "compile_s": compile_s, "loss_eager": l_eager, "loss_compiled": l_comp,
+            "grad_cosine": grad_cos, "grad_rel_diff": grad_rel}
 
 
 def main():
@@ -50,7 +114,23 @@ def main():
     p.add_argument("--arch", default="bdnn4")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--compile", action="store_true",
+                   help="measure torch.compile (inductor) against eager on the fast path instead of fp32 vs fast")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--rounds", type=int, default=3, help="--compile: alternating timed blocks per mode")
     a = p.parse_args()
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    if a.compile:
+        r = compile_ratio(a.arch, a.batch, a.steps, a.rounds)
+        print(f"{a.arch} training, batch {a.batch}, bf16 + channels_last, median of {a.rounds} alternating blocks of "
+              f"{a.steps} steps: eager {r['eager']:.1f} images/s, torch.compile {r['compiled']:.1f} images/s "
+              f"({r['ratio']:.2f}x; forward compile {r['compile_s']:.0f} s); same step from the same weights: loss "
+              f"{r['loss_eager']:.5f} eager vs {r['loss_compiled']:.5f} compiled, gradients: cosine {r['grad_cosine']:.5f}, "
+              f"relative difference {r['grad_rel_diff']:.1e}")
+        print("images/s per block: " + "; ".join(f"{k} {[round(v, 1) for v in vs]}" for k, vs in r["blocks"].items()))
+        return
     fp32 = images_per_s(a.arch, a.batch, a.steps, fast=False)
     fast = images_per_s(a.arch, a.batch, a.steps, fast=True)
     print(f"{a.arch} training, batch {a.batch}: fp32 {fp32:.1f} images/s, bf16 + channels_last {fast:.1f} images/s "

@@ -34,7 +34,7 @@ print(json.dumps({"kernel": kernel_name(), "model": str(default_model()), "heavy
 
 def test_wheel_holds_every_file_the_package_reads(board_venv):
     names = set(zipfile.ZipFile(board_venv[2]).namelist())
-    assert {"bdnn/_xnor.c", "bdnn/models/bdnn4/model.npz", "bdnn/models/bdnn4/card.json"} <= names
+    assert {"bdnn/_xnor.c", "bdnn/finn_estimates.json", "bdnn/models/bdnn4/model.npz", "bdnn/models/bdnn4/card.json"} <= names
     assert {f"bdnn_hw/folding/{p.name}" for p in (REPO / "hw" / "folding").glob("*.json")} <= names
     assert {f"bdnn/{p.name}" for p in (REPO / "sw" / "bdnn").glob("*.py")} <= names
 

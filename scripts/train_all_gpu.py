@@ -18,7 +18,15 @@ files of at most 16 MiB into DIR, which is what a leased device machine can send
 
 ``--prepare DIR`` (here, before a device session) writes what the device machine lacks into DIR,
 which must be git-ignored: FER2013 Training + PublicTest packed losslessly as PNG (about 53 MB;
-never committed) and, with ``--wheels``, Brevitas and its two small dependencies as wheels.
+never committed) and, with ``--wheels``, Brevitas and its two small dependencies as wheels. The
+device command (carry DIR; its python3 has torch):
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl &&
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/train_all_gpu.py --data .gpu/fer2013_train_public.npz
+        --deadline-min 9 --pack $OUT 2>&1 | tee $OUT/log
+
+then here: ``tar -xf results-N.tar -C runs`` for each, and ``bdnn ship runs/RUN models/X`` measures
+PrivateTest (not carried) for the card.
 """
 from __future__ import annotations
 
@@ -198,6 +206,9 @@ def ship_runs(plan: list[dict], summary: list[dict], runs: Path, ship_dir: Path,
     from bdnn.ship import ship
     status = {s["name"]: s for s in summary}
     shipped = []
+    if not all(len(data.split(split)[1]) for split in ("PublicTest", "PrivateTest")):
+        log("ship: this data has no PrivateTest (a --prepare pack); ship the unpacked runs where FER2013 is whole")
+        return shipped
     for r in plan:
         if not r.get("ship_as") or status.get(r["name"], {}).get("status") != "done":
             continue
@@ -242,9 +253,10 @@ def pack(dirs: list[Path], dest: Path, log) -> list[Path]:
         size += it[2] + 1024
     if cur:
         groups.append(cur)
-    room = PACK_MAX_FILES - 1  # gpu_summary.json travels beside them
+    room = PACK_MAX_FILES - 2  # gpu_summary.json and a log travel beside them
     if len(groups) > room:
-        log(f"pack: {len(groups)} tar files needed, only {room} fit beside gpu_summary.json; the last ones are left out")
+        log(f"pack: {len(groups)} tar files needed, only {room} fit beside gpu_summary.json and a log; "
+            "the last ones are left out")
         groups = groups[:room]
     written = []
     for i, g in enumerate(groups, 1):

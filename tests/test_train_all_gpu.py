@@ -114,3 +114,19 @@ def test_bad_plans_and_options_are_refused(script, tmp_path):
         script.main(["--set", "nope=1", "--dry-run"])
     with pytest.raises(SystemExit, match="not git-ignored"):
         script.main(["--prepare", str(REPO / "scripts" / "not_ignored")])
+
+
+def test_a_pack_without_privatetest_trains_but_does_not_ship(script, fer, tmp_path, capsys):
+    from bdnn.data import FER2013
+    keep = np.concatenate([np.flatnonzero(fer.usage == 0)[:20], np.flatnonzero(fer.usage == 1)[:8],
+                           np.flatnonzero(fer.usage == 2)[:8]])
+    small = FER2013(fer.pixels[keep], fer.labels[keep], fer.usage[keep], fer.source)
+    data = script.pack_data(small, tmp_path / "train_public.npz")  # the --prepare default: no PrivateTest
+    assert set(np.unique(script.load_data(str(data)).usage)) == {0, 1}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"name": "a", "args": {"arch": "tiny", "epochs": 1, "loss": "ce"},
+                                          "ship_as": "tiny"}]}))
+    assert script.main(["--plan", str(plan), "--runs", str(tmp_path / "runs"), "--data", str(data),
+                        "--ship-dir", str(tmp_path / "shipped")] + BUDGET) == 0
+    assert "no PrivateTest" in capsys.readouterr().out and not (tmp_path / "shipped").exists()
+    assert json.loads((tmp_path / "runs" / "gpu_summary.json").read_text())["runs"][0]["status"] == "done"

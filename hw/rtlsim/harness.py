@@ -236,7 +236,8 @@ def unit_hash(unit: Unit) -> str:
     h = hashlib.sha256()
     h.update(_render(unit).encode())
     h.update(json.dumps([VERILATOR_FLAGS, CXX_OPT, verilator_version(), unit.top, list(unit.extra_args)]).encode())
-    for f in unit.files:
+    from .srcfix import fixed_files
+    for f in fixed_files(list(unit.files)):  # what Verilator compiles, tool workarounds included
         h.update(Path(f).name.encode())
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:24]
@@ -251,10 +252,12 @@ def compile_unit(unit: Unit, jobs: int = 2, timeout: int = 1800) -> tuple[Path, 
         return exe, True
     tmp = Path(tempfile.mkdtemp(prefix=f"{unit.top}-", dir=cache_root().mkdir(parents=True, exist_ok=True) or cache_root()))
     (tmp / "tb.cpp").write_text(_render(unit))
-    inc = sorted({str(Path(f).parent) for f in unit.files})
+    from .srcfix import fixed_files
+    files = fixed_files(list(unit.files))
+    inc = sorted({str(Path(f).parent) for f in files})
     cmd = [*verilator_cmd(), "--cc", "--exe", "--build", "-j", str(jobs), *VERILATOR_FLAGS,
            "--top-module", unit.top, "--Mdir", str(tmp / "obj"), "-o", str(tmp / "sim"),
-           "-CFLAGS", CXX_OPT, *MAKE_FIX, *[f"-I{d_}" for d_ in inc], *unit.extra_args, str(tmp / "tb.cpp"), *unit.files]
+           "-CFLAGS", CXX_OPT, *MAKE_FIX, *[f"-I{d_}" for d_ in inc], *unit.extra_args, str(tmp / "tb.cpp"), *files]
     p = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env(), timeout=timeout)
     if p.returncode != 0 or not (tmp / "sim").exists():
         errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "%Error" in ln or "error:" in ln][:10]

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .srcfix import fixed_text
 from .tools import yosys_cmd
 
 FAMILY = "xc7"  # both boards' fabric (Zynq-7000; UltraScale+ LUT/FF/BRAM36 map 1:1 for these counts)
@@ -32,7 +33,6 @@ LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM
                "RAM64X1S": 1, "RAM128X1S": 2, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
                "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
 
-_THRESH_FIX = (re.compile(r"p\.ptr\[M-1:SN\+1\]"), "(p.ptr[M-1:0] >> (SN+1))")
 
 
 class SynthError(RuntimeError):
@@ -64,11 +64,7 @@ def _stage(files: list[str], run_dir: str | None, dst: Path) -> list[str]:
         text = _ABS_DAT.sub(_copy_dat, text)
         for d in dirs:
             text = text.replace(d.rstrip("/") + "/", "")
-        if Path(f).name == "thresholding.sv":
-            text = _THRESH_FIX[0].sub(_THRESH_FIX[1], text)
-        # slang rejects `default_nettype inside a module (finn-rtllib's vpc.sv, the width converter);
-        # dropping it only allows implicit nets, which a design that elaborates does not use
-        text = re.sub(r"(?m)^\s*`default_nettype\s+\w+\s*$", "", text)
+        text = fixed_text(f, text)  # tool workarounds on the copy (srcfix)
         (dst / Path(f).name).write_text(text)
         names.append(Path(f).name)
     if run_dir:

@@ -222,8 +222,13 @@ def test_errors_share_one_base_class():
     from bdnn.errors import BdnnError, MissingExtraError
     from bdnn.images import ImageError
     from bdnn.live import VideoError
+    from bdnn.config import ConfigError
+    from bdnn.perturb import PerturbError
+    from bdnn.ship import ShipError
+    from bdnn.teacher import TeacherError
     from bdnn.train import CheckpointError
-    for cls in (ArtifactError, BackendError, DataError, ImageError, CheckpointError, MissingExtraError, VideoError):
+    for cls in (ArtifactError, BackendError, DataError, ImageError, CheckpointError, MissingExtraError, VideoError,
+                ConfigError, PerturbError, ShipError, TeacherError):
         assert issubclass(cls, BdnnError), cls
 
 

@@ -11,7 +11,6 @@ missing and why.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time

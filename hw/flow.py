@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +230,7 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
 
 def run_codegen_and_lint(folded_graph: Path, board: Board, out: Path) -> dict:
     """FINN's HLS/RTL code generation (no Vivado needed) and a Verilator lint of the RTL."""
-    from . import rtl  # noqa: F401  (registers the project's RTL ops a --rtl-only graph holds)
-    from .rtl import ops  # noqa: F401
+    from .rtl import ops  # noqa: F401  (registers the project's RTL ops a --rtl-only graph holds)
     from .rtl_lint import lint_model
     from .rtlsim.tools import available
     cfg = make_cfg(out, board)

@@ -189,3 +189,25 @@ def board_driver(board_venv, tmp_path_factory):
         need(False, f"could not install finn-plus-driver for the board venv: {e}")
     print(f"\nfinn-plus-driver + its imports installed for the board venv in {seconds:.1f} s")
     return target
+
+
+def codegen_small_dense(d: Path, crops: np.ndarray, final_pool: int, external: tuple[str, ...] = ()):
+    """A small dense BDNN (blocks of 8/16 channels, FC 32) calibrated on real crops, through the
+    front end, the PYNQ-Z2 folding and FINN's code generation: weights in memstreams (block1.conv1
+    in LUTRAM), the layers named in ``external`` streamed as from DDR. (frontend, codegen model, board)"""
+    import finn.builder.build_dataflow_steps as finn_steps
+    from qonnx.core.modelwrapper import ModelWrapper
+    from bdnn.arch import ArchSpec
+    from bdnn.nn import save_artifact
+    from bdnn_hw.boards import get_board
+    from bdnn_hw.flow import make_cfg, run_estimates, run_frontend
+    spec = ArchSpec("tiny-dense", (8, 16), dense=True, fc_hidden=(32,), final_pool=final_pool)
+    save_artifact(calibrated_model(spec, crops[:300]), d / "model.npz")
+    fe = run_frontend(d, d / "frontend", progress=False)
+    names = [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()]
+    cfg = {f"{n}/mvau": {"mem_mode": "external" if n in external else "internal_decoupled"} for n in names}
+    cfg["block1.conv1/mvau"]["ram_style"] = "distributed"
+    board = get_board("pynq-z2")
+    run_estimates(fe.hw_graph, board, d / "hw", 300, cfg, names, progress=False)
+    model = finn_steps.step_hw_codegen(ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx")), make_cfg(d / "hw", board))
+    return fe, model, board

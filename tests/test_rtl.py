@@ -7,9 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bdnn.arch import ArchSpec
-from bdnn.nn import save_artifact
-from conftest import calibrated_model
+from conftest import codegen_small_dense
 
 pytestmark = pytest.mark.rtlsim
 
@@ -18,24 +16,10 @@ PROJECT_KINDS = {"MVAU/bdnn_rtl", "Pool/bdnn_rtl", "DuplicateStreams/bdnn_rtl", 
 
 @pytest.fixture(scope="module")
 def dense_codegen(tmp_path_factory, private_crops, finn_build_dir):
-    """A small dense BDNN (two blocks, FC, classifier) folded for the PYNQ-Z2, FINN code generated;
-    fc1's weights external (streamed like DDR), the others in memstreams (LUTRAM / BRAM)."""
-    import finn.builder.build_dataflow_steps as finn_steps
-    from qonnx.core.modelwrapper import ModelWrapper
-    from bdnn_hw.boards import get_board
-    from bdnn_hw.flow import make_cfg, run_estimates, run_frontend
-    crops, _ = private_crops
+    """A small dense BDNN code generated for the PYNQ-Z2: fc1's weights external (streamed as from
+    DDR), the others in memstreams (LUTRAM / BRAM)."""
     d = tmp_path_factory.mktemp("rtl_dense")
-    spec = ArchSpec("tiny-dense", (8, 16), dense=True, fc_hidden=(32,), final_pool=1)
-    save_artifact(calibrated_model(spec, crops[:300]), d / "model.npz")
-    fe = run_frontend(d, d / "frontend", progress=False)
-    names = [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()]
-    cfg = {f"{n}/mvau": {"mem_mode": "internal_decoupled"} for n in names}
-    cfg["block1.conv1/mvau"]["ram_style"] = "distributed"
-    cfg["fc1/mvau"] = {"mem_mode": "external"}
-    board = get_board("pynq-z2")
-    run_estimates(fe.hw_graph, board, d / "hw", 300, cfg, names, progress=False)
-    model = finn_steps.step_hw_codegen(ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx")), make_cfg(d / "hw", board))
+    fe, model, board = codegen_small_dense(d, private_crops[0], final_pool=1, external=("fc1",))
     return fe, model, d, board
 
 
@@ -104,7 +88,7 @@ def test_small_dense_bdnn_stitched_all_rtl_streams_real_crops(dense_codegen, pri
     expected = popcounts_from_accumulators(art, ModelWrapper(str(fe.hw_graph)), Engine(art).accumulators(crops))
     model.save(str(d / "codegen.onnx"))
     r = stitched_sim.evaluate(d / "codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched", crops, expected)
-    design = r.pop("_design")
+    r.pop("_design")
     print({k: v for k, v in r.items() if k != "fifo_sizing"})
     print({k: v for k, v in r["fifo_sizing"].items() if k != "edges"})
     assert r["crops"] == 6 and r["mismatches"] == 0

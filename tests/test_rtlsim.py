@@ -3,15 +3,12 @@ simulated in Verilator on real FER2013 crops with random back-pressure and compa
 Python models; negative tests (corrupted memory files, a starved unit); yosys counts of a unit."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bdnn.arch import ArchSpec
-from bdnn.nn import save_artifact
-from conftest import calibrated_model
+from conftest import codegen_small_dense
 
 pytestmark = pytest.mark.rtlsim
 
@@ -20,23 +17,8 @@ RTL_KINDS = {"Thresholding_rtl", "FMPadding_rtl", "ConvolutionInputGenerator_rtl
 
 @pytest.fixture(scope="module")
 def tiny_codegen(tmp_path_factory, private_crops, finn_build_dir):
-    """A small dense BDNN (final pool included) through the front end, folding and FINN codegen,
-    every MVAU's weights decoupled (memstream) except the classifier's, which stays external."""
-    import finn.builder.build_dataflow_steps as finn_steps
-    from qonnx.core.modelwrapper import ModelWrapper
-    from bdnn_hw.boards import get_board
-    from bdnn_hw.flow import make_cfg, run_estimates, run_frontend
-    crops, _ = private_crops
-    d = tmp_path_factory.mktemp("rtlsim_tiny")
-    spec = ArchSpec("tiny-dense", (8, 16), dense=True, fc_hidden=(32,), final_pool=2)
-    save_artifact(calibrated_model(spec, crops[:300]), d / "model.npz")
-    fe = run_frontend(d, d / "frontend", progress=False)
-    names = [n for n, *_ in spec.conv_layers()] + [n for n, *_ in spec.fc_layers()]
-    cfg = {f"{n}/mvau": {"mem_mode": "internal_decoupled"} for n in names[:-1]}
-    cfg["block1.conv1/mvau"]["ram_style"] = "distributed"
-    board = get_board("pynq-z2")
-    run_estimates(fe.hw_graph, board, d / "hw", 300, cfg, names, progress=False)
-    model = finn_steps.step_hw_codegen(ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx")), make_cfg(d / "hw", board))
+    """A small dense BDNN with a final pool, code generated for the PYNQ-Z2, weights in memstreams."""
+    fe, model, _ = codegen_small_dense(tmp_path_factory.mktemp("rtlsim_tiny"), private_crops[0], final_pool=2)
     return fe, model
 
 

@@ -31,7 +31,6 @@ from finn.custom_op.fpgadataflow.pool import Pool
 from finn.custom_op.fpgadataflow.rtl import register_custom_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
-from . import HDL
 from .wrappers import UnsupportedNode, wrapper_source
 
 DOMAIN = "finn.custom_op.fpgadataflow.rtl"

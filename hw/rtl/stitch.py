@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rtlsim.harness import Stream, Unit, axis
+from ..rtlsim.harness import Unit, axis
 from ..rtlsim.units import memstream_files
 from . import HDL
 from .wrappers import SUPPORTED, project_rtl_unit
@@ -145,7 +145,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
     body: list[str] = []
     weight_ports: list[tuple[str, str, int]] = []
     first = next(e for e in edges if e.src is None)
-    decls = [f"\tinput\tlogic  ap_clk,", f"\tinput\tlogic  ap_rst_n,",
+    decls = ["\tinput\tlogic  ap_clk,", "\tinput\tlogic  ap_rst_n,",
              f"\tinput\tlogic [{first.width}-1:0]  in0_V_TDATA,", "\tinput\tlogic  in0_V_TVALID,", "\toutput\tlogic  in0_V_TREADY,"]
     wires: list[str] = []
     # per node: which wire feeds input i / takes output j

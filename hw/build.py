@@ -139,7 +139,9 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
         t = syn["totals"]
         print(f"      yosys: {len(syn['units'])} RTL units, {t['lut']:,} LUT ({t['lutram']:,} as memory), "
               f"{t['ff']:,} FF, {t['bram36']:g} BRAM36; {len(syn['errors'])} errors")
-    stitched, whole = open_hw.run_stitched(fe, bdir, board, a.stitched_crops, a.data, synth=not a.no_yosys)
+    st_crops, source = (verification_crops(a.stitched_crops, a.data) if a.stitched_crops > 0
+                        else (np.zeros((0, 42, 42), np.uint8), None))
+    stitched, whole = open_hw.run_stitched(fe, bdir, board, st_crops, source, synth=not a.no_yosys)
     if stitched.get("ran"):
         print(f"      stitched all-RTL design: {stitched['crops']} crops, {stitched['mismatches']} mismatches, "
               f"{stitched['cycles_per_crop']:,.0f} cycles/crop = {stitched['measured_crops_per_s']:,.0f} crops/s at "

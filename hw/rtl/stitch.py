@@ -110,13 +110,10 @@ def _stream_conns(port: str, wire: str) -> dict[str, str]:
     return {f"{port}_TDATA": f"{wire}_tdata", f"{port}_TVALID": f"{wire}_tvalid", f"{port}_TREADY": f"{wire}_tready"}
 
 
-def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedDesign:
-    """Write the top level (and the project RTL wrappers) into ``work``."""
+def graph_edges(model, depths: dict[str, int] | None = None) -> list[Edge]:
+    """Every stream of the graph (graph input and output included) with its width and beats per
+    crop; ``depths`` sets FIFO depths by edge name (default MIN_DEPTH)."""
     from qonnx.custom_op.registry import getCustomOp
-
-    from ..rtlsim.units import rtl_node_unit
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
     g = model.graph
     producers = {o: (n.name, i) for n in g.node for i, o in enumerate(n.output)}
     edges: list[Edge] = []
@@ -140,6 +137,19 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
                       int(np.prod(li.get_folded_output_shape(last[1])[:-1]))))
     for e in edges:
         e.depth = max(MIN_DEPTH, (depths or {}).get(e.name, MIN_DEPTH))
+    return edges
+
+
+def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedDesign:
+    """Write the top level (and the project RTL wrappers) into ``work``."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from ..rtlsim.units import rtl_node_unit
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    g = model.graph
+    edges = graph_edges(model, depths)
+    inst_of = {n.name: getCustomOp(n) for n in g.node}
 
     files: list[str] = []
     body: list[str] = []

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..rtlsim.harness import SimError, simulate
 from ..rtlsim.units import output_beats, pack_input, unpack_output, weight_stream_golden
-from .stitch import MIN_DEPTH, StitchedDesign, prepare_graph, stitch
+from .stitch import MIN_DEPTH, StitchedDesign, graph_edges, prepare_graph, stitch
 
 DEEP_CAP = 1 << 15
 SIZING_TOLERANCE = 0.01
@@ -35,25 +35,27 @@ class StitchedRun:
         return self.total_cycles / self.sim_seconds if self.sim_seconds else float("inf")
 
 
-def _inputs(model, design: StitchedDesign, crops: np.ndarray) -> list[np.ndarray]:
+def _inputs(model, design: StitchedDesign, crops: np.ndarray, weights: dict | None = None) -> list[np.ndarray]:
     from qonnx.custom_op.registry import getCustomOp
     first = getCustomOp(model.graph.node[0])
     ins = [np.concatenate([pack_input(first, 0, c[None, :, :, None]) for c in crops])]
     for _, node, _ in design.weight_ports:  # the DDR weight stream: the whole matrix once per input vector
         n = model.get_node_from_name(node)
-        words, per_crop = weight_stream_golden(model, n, getCustomOp(n))
+        words, per_crop = weight_stream_golden(model, n, getCustomOp(n), weights)
         ins.append(np.tile(words, (len(crops) * per_crop // len(words), 1)))
     return ins
 
 
 def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, seed: int = 0,
-        idle_limit: int = 200_000) -> StitchedRun:
+        idle_limit: int = 200_000, weights: dict | None = None) -> StitchedRun:
+    """Stream ``crops`` back to back; ``weights``: a cache of the packed DDR weight streams, shared
+    by the runs of one graph."""
     from qonnx.custom_op.registry import getCustomOp
     last = getCustomOp(model.graph.node[-1])
     nb = output_beats(last)
     unit = design.unit(design.edges[0].width, design.edges[-1].width)
     t0 = time.perf_counter()
-    r = simulate(unit, _inputs(model, design, crops), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
+    r = simulate(unit, _inputs(model, design, crops, weights), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
                  idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600)
     secs = time.perf_counter() - t0
     ends = r.stats["beat_cycles"][nb - 1::nb]
@@ -84,11 +86,11 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[St
     high-water marks; if that fails too, every FIFO at its high-water mark in (1) (FINN's own
     conservative rule)."""
     work = Path(work)
-    probe = stitch(model, work / "deep", {})
-    deep_depths = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in probe.edges}
+    deep_depths = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
     deep = stitch(model, work / "deep", deep_depths)
     progress(f"stitched design: {len(deep.edges)} FIFOs, {len(deep.files)} source files; sizing FIFOs on {len(crops)} crops")
-    r_deep = run(model, deep, crops)
+    weights = {}
+    r_deep = run(model, deep, crops, weights=weights)
     bypass = _bypass_edges(model, deep)
     tried = {"deep": r_deep.cycles_per_crop}
 
@@ -98,7 +100,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[St
 
     def attempt(name, depths):
         try:
-            r = run(model, stitch(model, work / name, depths), crops)
+            r = run(model, stitch(model, work / name, depths), crops, weights=weights)
         except SimError as e:
             tried[name] = f"failed: {str(e).splitlines()[0]}"
             return None
@@ -138,7 +140,8 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     from qonnx.core.modelwrapper import ModelWrapper
     work = Path(work)
     model = prepare_graph(ModelWrapper(str(codegen_graph)), fpga_part, clk_ns)
-    model.save(str(work / "stitch_graph.onnx")) if work.exists() else None
+    work.mkdir(parents=True, exist_ok=True)
+    model.save(str(work / "stitch_graph.onnx"))
     design, sizing = size_fifos(model, work, crops[:sizing_crops], progress)
     progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
     r = run(model, design, crops)

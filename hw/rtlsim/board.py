@@ -144,9 +144,10 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     return sim, syn
 
 
-def run_stitched(fe, bdir: Path, board, n_crops: int, data_path=None, synth: bool = True,
+def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: bool = True,
                  progress: bool = True) -> tuple[dict, dict]:
-    """Steps 3 and 4: the ``stitched_sim`` and ``synth`` records of the summary."""
+    """Steps 3 and 4 on uint8 crops (N,42,42) from ``source``: the ``stitched_sim`` and ``synth``
+    records of the summary."""
     import json
 
     from qonnx.core.modelwrapper import ModelWrapper
@@ -157,12 +158,10 @@ def run_stitched(fe, bdir: Path, board, n_crops: int, data_path=None, synth: boo
     from ..rtl import stitched_sim
     from .synth import SynthError, synthesize
     missing = available()
-    if n_crops <= 0:
+    if len(crops) == 0:
         return {"ran": False, "reason": "--stitched-crops 0"}, {"ran": False, "reason": "no stitched design"}
     if missing["verilator"]:
         return {"ran": False, "reason": missing["verilator"]}, {"ran": False, "reason": missing["verilator"]}
-    from ..build import verification_crops
-    crops, source = verification_crops(n_crops, data_path)
     art = load(fe.model_dir)
     expected = popcounts_from_accumulators(art, ModelWrapper(str(fe.hw_graph)), Engine(art).accumulators(crops))
     work = Path(bdir) / "stitched"

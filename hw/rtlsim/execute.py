@@ -115,7 +115,8 @@ def _sim_twice(u: NodeUnit, inputs, beats, seed, stall, idle_limit, extra):
     return free, bp
 
 
-def unit_inputs(model, node, inst, u: NodeUnit, context: dict, hw_layout: dict | None = None) -> list[np.ndarray]:
+def unit_inputs(model, node, inst, u: NodeUnit, context: dict, hw_layout: dict | None = None,
+                weights: dict | None = None) -> list[np.ndarray]:
     """The beats of every input stream of a unit: activations from the context (in the producer's
     stream layout where it differs from Python's, see ``to_python_layout``); for the project's
     MVAU also the weight stream (what FINN's memstream or the DDR weight stream delivers)."""
@@ -123,7 +124,7 @@ def unit_inputs(model, node, inst, u: NodeUnit, context: dict, hw_layout: dict |
     ins = [pack_input(inst, i, hw_layout.get(node.input[i], context[node.input[i]])) for i in range(len(u.unit.inputs))
            if not (u.kind.startswith("MVAU") and i == 1)]
     if u.kind.startswith("MVAU"):
-        words, n = weight_stream_golden(model, node, inst)
+        words, n = weight_stream_golden(model, node, inst, weights)
         ins.append(np.tile(words, (n // len(words), 1)))
     return ins
 
@@ -151,6 +152,7 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
         units.setdefault(u.node.split("/")[0], []).append(u)
     report = GraphSimReport()
     hw_layout = {}  # tensors whose stream order differs from FINN's Python layout (depthwise SWG)
+    weights = {}    # each MVAU's weight-stream words, packed once (its memstream and its core use them)
     bar = tqdm(graph.node, desc="rtlsim (Verilator) node by node", unit="node", disable=not progress)
     for node in bar:
         bar.set_postfix_str(node.name)
@@ -168,14 +170,14 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
             t0 = time.perf_counter()
             try:
                 if u.kind.endswith("/memstream"):
-                    words, n = weight_stream_golden(model, node, inst)
+                    words, n = weight_stream_golden(model, node, inst, weights)
                     free, bp = _sim_twice(u, [], [n], seed, stall, idle_limit, 0)
                     expect = np.tile(words, (n // len(words), 1))
                     for got in (free.outputs[0], bp.outputs[0]):
                         rec.mismatches += int((got != expect).any(axis=1).sum())
                     rec.elements = 2 * n
                 else:
-                    ins = unit_inputs(model, node, inst, u, context, hw_layout)
+                    ins = unit_inputs(model, node, inst, u, context, hw_layout, weights)
                     beats = [output_beats(inst, o) for o, _ in enumerate(u.unit.outputs)]
                     # run on after the last output beat until the unit has drained its input (an SWG
                     # reads the rows no window covers only after its last window)

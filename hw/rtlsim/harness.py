@@ -250,7 +250,8 @@ def compile_unit(unit: Unit, jobs: int = 2, timeout: int = 1800) -> tuple[Path, 
     exe = d / "sim"
     if exe.exists():
         return exe, True
-    tmp = Path(tempfile.mkdtemp(prefix=f"{unit.top}-", dir=cache_root().mkdir(parents=True, exist_ok=True) or cache_root()))
+    cache_root().mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{unit.top}-", dir=cache_root()))
     (tmp / "tb.cpp").write_text(_render(unit))
     from .srcfix import fixed_files
     files = fixed_files(list(unit.files))

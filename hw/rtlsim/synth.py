@@ -2,12 +2,8 @@
 
 yosys runs as WebAssembly (yowasp) and sees only its working directory, so each unit's sources and
 memory files are copied into a scratch folder and absolute paths inside them made relative.
-Results are cached by the hash of everything copied. One known incompatibility is handled on the
-copy (the installed package is never edited): finn-rtllib's ``thresholding.sv`` has a reversed
-part-select ``p.ptr[M-1:SN+1]`` in a branch that is dead for a single threshold, which slang
-rejects as unsynthesizable; the copy reads ``p.ptr[M-1:0] >> (SN+1)``, the same value wherever the
-original is legal. And ``default_nettype`` directives are dropped from the copies: slang rejects
-them inside a module (finn-rtllib's ``vpc.sv``).
+Results are cached by the hash of everything copied. Tool workarounds are applied to the copies
+(``srcfix``); the installed package is never edited.
 
 Counting follows Vivado's utilization report: LUT = logic LUTs (INV included, it maps to LUT1)
 + LUTs used as memory (LUTRAM and SRL); FF = all FD* flip-flops; BRAM36 = RAMB36 + RAMB18 / 2.

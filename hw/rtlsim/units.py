@@ -145,10 +145,12 @@ def output_beats(inst, ind: int = 0) -> int:
     return int(np.prod(inst.get_folded_output_shape(ind)[:-1]))
 
 
-def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
+def weight_stream_golden(model, node, inst, cache: dict | None = None) -> tuple[np.ndarray, int]:
     """The weight words (uint32 array, one row per beat) an internal_decoupled MVAU must receive, derived from the graph's weight
     initializer (not from the generated memory file, so a corrupted .dat is caught), and how many
     the MVAU reads per input image (the stream repeats once per input vector)."""
+    if cache is not None and node.name in cache:  # one packing per node and run, not per crop and unit
+        return cache[node.name]
     import tempfile
 
     from qonnx.core.datatype import DataType
@@ -163,4 +165,6 @@ def weight_stream_golden(model, node, inst) -> tuple[list[int], int]:
     width = inst.get_instream_width(1)
     words = pack_words(arr.reshape(-1, arr.shape[-1]), wdt.bitwidth(), width)
     reps = int(np.prod(inst.get_nodeattr("numInputVectors")))
+    if cache is not None:
+        cache[node.name] = (words, reps * len(words))
     return words, reps * len(words)

@@ -97,17 +97,29 @@ def test_small_dense_bdnn_stitched_all_rtl_streams_real_crops(dense_codegen, pri
     assert ideal <= r["cycles_per_crop"] <= ideal * 1.10, (r["cycles_per_crop"], ideal)
     assert r["latency_cycles"] >= r["cycles_per_crop"]
     assert r["design"]["external_weight_streams"]  # fc1 streamed as from DDR
-    # negative: the dense block's bypass FIFO too shallow to cover conv2's latency -> deadlock,
-    # reported with a clear message instead of a hang
+    # the sizing design (deep FIFOs, depths as run-time limits) at the sized depths behaves exactly
+    # like the fixed-depth design that is synthesized: same outputs, same cycle of every output
+    import json
     from bdnn_hw.rtl.stitch import prepare_graph, stitch
     from bdnn_hw.rtlsim.harness import SimError
     g = prepare_graph(ModelWrapper(str(d / "codegen.onnx")), board.fpga_part, board.clk_period_ns)
+    caps = {e["name"]: e["depth"] for e in json.loads((d / "stitched" / "sizing" / "design.json").read_text())["edges"]}
     depths = {e: v["depth"] for e, v in r["fifo_sizing"]["edges"].items()}
+    runtime = stitch(g, d / "stitched" / "sizing", caps, runtime_limits=True)
+    limited = stitched_sim.run(g, runtime, crops, depths=depths)
+    fixed = stitched_sim.run(g, stitch(g, d / "stitched" / "sized", depths), crops)
+    np.testing.assert_array_equal(limited.outputs, fixed.outputs)
+    assert (limited.cycles_per_crop, limited.latency_cycles, limited.total_cycles) == \
+        (fixed.cycles_per_crop, fixed.latency_cycles, fixed.total_cycles)
+    assert fixed.cycles_per_crop == r["cycles_per_crop"]
+    # negative: the dense block's bypass FIFO too shallow to cover conv2's latency -> deadlock,
+    # reported with a clear message instead of a hang
     for e in r["fifo_sizing"]["bypass_depths"]:
         depths[e] = 2
-    shallow = stitch(g, d / "shallow", depths)
     with pytest.raises(SimError, match="DEADLOCK"):
-        stitched_sim.run(g, shallow, crops[:2], idle_limit=20_000)
+        stitched_sim.run(g, runtime, crops[:2], idle_limit=20_000, depths=depths)
+    with pytest.raises(ValueError, match="capacity"):
+        runtime.limits({e: caps[e] + 1 for e in caps})
 
 
 def test_xnor_accumulators_hold_the_full_popcount_range(dense_codegen):

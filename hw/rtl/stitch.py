@@ -6,7 +6,9 @@ converters) and the project's RTL for FINN's HLS-only layers (``wrappers``). Eac
 gets FINN's memstream weight streamer (BRAM or LUTRAM as the folding config placed it); each
 external-weight MVAU gets a top-level weight stream port (what the DDR weight DMA delivers).
 Every edge of the graph goes through a ``stream_fifo`` whose high-water mark is a top-level probe,
-so FIFO depths can be sized by simulation (``size_fifos``).
+so FIFO depths can be sized by simulation (``size_fifos``). With ``runtime_limits`` each FIFO's
+occupancy cap is a 32-bit top-level input (``<edge>_limit``) set when the simulation starts: the
+sizing search compiles one design and tries every candidate depth on it.
 """
 from __future__ import annotations
 
@@ -60,11 +62,25 @@ class StitchedDesign:
     weight_ports: list[tuple[str, str, int]]     # (port prefix, MVAU node, width)
     run_dir: Path
     notes: list[str] = field(default_factory=list)
+    runtime_limits: bool = False
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return tuple(f"{e.name}_limit" for e in self.edges) if self.runtime_limits else ()
+
+    def limits(self, depths: dict[str, int]) -> dict[str, int]:
+        """The run-time settings that make this (deep) design behave as FIFOs of ``depths``."""
+        if not self.runtime_limits:
+            raise ValueError("this design was stitched with fixed FIFO depths")
+        bad = [e.name for e in self.edges if not MIN_DEPTH <= depths[e.name] <= e.depth]
+        if bad:
+            raise ValueError(f"FIFO depths outside [{MIN_DEPTH}, capacity] for {bad[:5]}")
+        return {f"{e.name}_limit": int(depths[e.name]) for e in self.edges}
 
     def unit(self, in_width: int, out_width: int) -> Unit:
         ins = [axis("in0_V", in_width)] + [axis(p, w) for p, _, w in self.weight_ports]
         return Unit(top=self.top, files=tuple(self.files), inputs=tuple(ins), outputs=(axis("out0_V", out_width),),
-                    run_dir=str(self.run_dir), activity="activity",
+                    run_dir=str(self.run_dir), activity="activity", settings=self.settings,
                     probes=tuple(f"{e.name}_{k}" for e in self.edges for k in ("max", "cur")))
 
 
@@ -140,8 +156,9 @@ def graph_edges(model, depths: dict[str, int] | None = None) -> list[Edge]:
     return edges
 
 
-def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedDesign:
-    """Write the top level (and the project RTL wrappers) into ``work``."""
+def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limits: bool = False) -> StitchedDesign:
+    """Write the top level (and the project RTL wrappers) into ``work``; ``depths``: each FIFO's
+    depth (with ``runtime_limits``: its capacity, the depth used set at run time)."""
     from qonnx.custom_op.registry import getCustomOp
 
     from ..rtlsim.units import rtl_node_unit
@@ -222,6 +239,9 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
                      f"\tlogic  {e.name}_i_tvalid, {e.name}_i_tready, {e.name}_o_tvalid, {e.name}_o_tready;")
         decls.append(f"\toutput\tlogic [31:0]  {e.name}_max,")
         decls.append(f"\toutput\tlogic [31:0]  {e.name}_cur,")
+        if runtime_limits:
+            decls.append(f"\tinput\tlogic [31:0]  {e.name}_limit,")
+        limit = f"$clog2({e.depth}+1)'({e.name}_limit)" if runtime_limits else f"$clog2({e.depth}+1)'({e.depth})"
         src = "in0_V" if e.src is None else None
         dst = "out0_V" if e.dst is None else None
         if src:
@@ -232,7 +252,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
                         f"\tassign {e.name}_o_tready = out0_V_TREADY;")
         body.append(f"\tlogic [$clog2({e.depth}+1)-1:0]  {e.name}_cnt, {e.name}_now;\n\tassign {e.name}_max = 32'({e.name}_cnt);\n"
                     f"\tassign {e.name}_cur = 32'({e.name}_now);\n"
-                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n),\n"
+                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
                     f"\t\t.in_tdata({e.name}_i_tdata), .in_tvalid({e.name}_i_tvalid), .in_tready({e.name}_i_tready),\n"
                     f"\t\t.out_tdata({e.name}_o_tdata), .out_tvalid({e.name}_o_tvalid), .out_tready({e.name}_o_tready),\n"
                     f"\t\t.max_count({e.name}_cnt), .cur_count({e.name}_now));")
@@ -247,8 +267,9 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None) -> StitchedD
     files = sorted(files, key=lambda f: 0 if f.endswith("_pkg.sv") else 1) + [fifo, str(work / f"{TOP}.sv")]
     import json
     (work / "design.json").write_text(json.dumps({"top": TOP, "files": files, "weight_ports": weight_ports,
+                                                  "runtime_limits": runtime_limits,
                                                   "edges": [e.__dict__ for e in edges]}, indent=1))
-    return StitchedDesign(TOP, files, edges, weight_ports, work)
+    return StitchedDesign(TOP, files, edges, weight_ports, work, runtime_limits=runtime_limits)
 
 
 def _declares(path: str, module: str) -> bool:

@@ -1,9 +1,10 @@
 """Whole-network Verilator simulation of the stitched all-RTL design (``stitch``): crops streamed
 back to back, FIFO depths sized by simulation, throughput and latency measured in cycles.
 
-FIFO sizing: simulate with deep FIFOs (one crop's worth of beats per edge, capped), record every
-FIFO's high-water mark, shrink each FIFO to it, simulate again and require the same outputs, no
-deadlock and the same steady-state cycles per crop (within ``SIZING_TOLERANCE``).
+FIFO sizing (``size_fifos``) searches depths on one compiled design whose FIFOs are deep and whose
+depth limits are run-time settings, and requires of every candidate the deep design's outputs, no
+deadlock and its steady-state cycles per crop (within ``SIZING_TOLERANCE``); the sized design is
+then stitched with fixed depths, as synthesized, and that is what ``evaluate`` measures.
 """
 from __future__ import annotations
 
@@ -47,16 +48,17 @@ def _inputs(model, design: StitchedDesign, crops: np.ndarray, weights: dict | No
 
 
 def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, seed: int = 0,
-        idle_limit: int = 200_000, weights: dict | None = None) -> StitchedRun:
+        idle_limit: int = 200_000, weights: dict | None = None, depths: dict[str, int] | None = None) -> StitchedRun:
     """Stream ``crops`` back to back; ``weights``: a cache of the packed DDR weight streams, shared
-    by the runs of one graph."""
+    by the runs of one graph; ``depths``: FIFO depths of a design stitched with run-time limits."""
     from qonnx.custom_op.registry import getCustomOp
     last = getCustomOp(model.graph.node[-1])
     nb = output_beats(last)
     unit = design.unit(design.edges[0].width, design.edges[-1].width)
     t0 = time.perf_counter()
     r = simulate(unit, _inputs(model, design, crops, weights), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
-                 idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600)
+                 idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600,
+                 settings=design.limits(depths) if design.runtime_limits else None)
     secs = time.perf_counter() - t0
     ends = r.stats["beat_cycles"][nb - 1::nb]
     outs = np.stack([unpack_output(last, 0, w) for w in r.outputs[0].reshape(len(crops), nb, -1)])
@@ -73,59 +75,70 @@ def _bypass_edges(model, design: StitchedDesign) -> set[str]:
             and ops[e.dst[0]].startswith("StreamingConcat")}
 
 
-UNIFORM_DEPTHS = (32, 128, 512, 2048)
+UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)
+HALVING_ROUNDS = 4
 
 
 def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[StitchedDesign, dict]:
-    """FIFO depths by simulation.
+    """FIFO depths by simulation, on one compiled design with run-time depth limits.
 
-    (1) Every FIFO deep: the reference cycles/crop. (2) The dense blocks' bypasses deep, every other
-    FIFO at a uniform depth D (32, 128, ...: the smallest that keeps (1)'s throughput within
-    SIZING_TOLERANCE). (3) Every FIFO shrunk to its high-water mark in (2), re-checked: same
-    outputs, no deadlock, same throughput; if (3) fails, (2)'s depths with the bypasses at their
-    high-water marks; if that fails too, every FIFO at its high-water mark in (1) (FINN's own
-    conservative rule)."""
+    (1) Every FIFO at its capacity (a crop's beats, capped): the reference outputs and cycles/crop.
+    (2) The dense blocks' bypasses at capacity, every other FIFO at one uniform depth D (2, 8, 32,
+    ...): the smallest D that keeps (1)'s outputs and throughput. (3) Every FIFO shrunk to its
+    high-water mark in (2). (4) The FIFOs still full (a fast producer before a slower consumer fills
+    any depth) halved together while that keeps (1)'s throughput. Each step is re-checked and kept
+    only if it passes; if (2) finds no D, the high-water marks of (1) (FINN's conservative rule)."""
     work = Path(work)
-    deep_depths = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
-    deep = stitch(model, work / "deep", deep_depths)
-    progress(f"stitched design: {len(deep.edges)} FIFOs, {len(deep.files)} source files; sizing FIFOs on {len(crops)} crops")
-    weights = {}
-    r_deep = run(model, deep, crops, weights=weights)
-    bypass = _bypass_edges(model, deep)
-    tried = {"deep": r_deep.cycles_per_crop}
-
-    def ok(r):
-        return (np.array_equal(r_deep.outputs, r.outputs)
-                and r.cycles_per_crop <= r_deep.cycles_per_crop * (1 + SIZING_TOLERANCE))
+    cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
+    design = stitch(model, work / "sizing", cap, runtime_limits=True)
+    progress(f"stitched design: {len(design.edges)} FIFOs, {len(design.files)} source files; sizing FIFOs on {len(crops)} crops")
+    weights: dict = {}
+    r_deep = run(model, design, crops, weights=weights, depths=cap)
+    bypass = _bypass_edges(model, design)
+    tried: dict[str, object] = {"deep": r_deep.cycles_per_crop}
 
     def attempt(name, depths):
         try:
-            r = run(model, stitch(model, work / name, depths), crops, weights=weights)
+            r = run(model, design, crops, weights=weights, depths=depths)
         except SimError as e:
             tried[name] = f"failed: {str(e).splitlines()[0]}"
             return None
         tried[name] = r.cycles_per_crop
-        return r if ok(r) else None
+        good = (np.array_equal(r_deep.outputs, r.outputs)
+                and r.cycles_per_crop <= r_deep.cycles_per_crop * (1 + SIZING_TOLERANCE))
+        return r if good else None
 
-    candidates = []
+    def high_water(r):
+        return {e: max(MIN_DEPTH, min(cap[e], r.fifo_max[e])) for e in cap}
+
+    depths, r, strategy = None, None, None
     for d in UNIFORM_DEPTHS:
-        uni = {e: (deep_depths[e] if e in bypass else d) for e in deep_depths}
-        r_u = attempt(f"uniform{d}", uni)
-        if r_u is not None:
-            hw = {e: max(MIN_DEPTH, r_u.fifo_max[e]) for e in deep_depths}
-            candidates = [("high-water marks at uniform depth %d" % d, hw),
-                          ("uniform depth %d, bypasses at their high-water marks" % d,
-                           {e: (hw[e] if e in bypass else d) for e in deep_depths})]
+        uni = {e: (cap[e] if e in bypass else max(MIN_DEPTH, min(d, cap[e]))) for e in cap}
+        r = attempt(f"uniform{d}", uni)
+        if r is not None:
+            depths, strategy = uni, f"uniform depth {d}, bypasses deep"
             break
-    candidates.append(("high-water marks of the all-deep run", {e: max(MIN_DEPTH, m) for e, m in r_deep.fifo_max.items()}))
-    for strategy, depths in candidates:
-        if attempt("sized", depths) is not None:
-            break
+    if depths is None:
+        depths, r, strategy = high_water(r_deep), r_deep, "high-water marks of the all-deep run"
+        if attempt("deep high-water marks", depths) is None:
+            raise SimError(f"FIFO sizing failed (cycles/crop per attempt: {tried})")
     else:
-        raise SimError(f"FIFO sizing failed (cycles/crop per attempt: {tried})")
+        hw = high_water(r)
+        r_hw = attempt("high-water marks", hw)
+        if r_hw is not None:
+            depths, r, strategy = hw, r_hw, strategy + ", shrunk to high-water marks"
+        for k in range(HALVING_ROUNDS):
+            full = [e for e in depths if r.fifo_max[e] >= depths[e] and depths[e] > MIN_DEPTH]
+            if not full:
+                break
+            half = {e: (max(MIN_DEPTH, depths[e] // 2) if e in full else depths[e]) for e in depths}
+            r_half = attempt(f"halve full FIFOs {k + 1}", half)
+            if r_half is None:
+                break
+            depths, r, strategy = half, r_half, strategy + f", full FIFOs halved x{k + 1}"
     sized = stitch(model, work / "sized", depths)
     rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
-           "deep_fifo_bits": int(sum(deep_depths[e.name] * e.width for e in deep.edges)),
+           "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
            "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
            "bypass_depths": {e: depths[e] for e in sorted(bypass)},
            "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",

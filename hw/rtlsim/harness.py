@@ -65,6 +65,8 @@ class Unit:
     probes: tuple[str, ...] = ()          # output ports (<= 64 bits) read after the run, e.g. FIFO high-water marks
     activity: str | None = None           # a 1-bit output that is high in any cycle with internal stream
                                           # traffic: counts as progress for the deadlock check
+    settings: tuple[str, ...] = ()        # 32-bit input ports set once before reset from ``simulate(settings=)``,
+                                          # e.g. FIFO depth limits: one compiled simulator, many configurations
 
 
 @dataclass
@@ -135,6 +137,7 @@ int main(int argc, char** argv) {
     VerilatedContext ctx;
     V@TOP@ top{&ctx};
 @INIT@
+@SETTINGS@
     auto tick = [&]() { @CLK_LOW@ top.eval(); @CLK_HIGH@ top.eval(); };
     top.@RSTN@ = 0;
     for (int i = 0; i < 16; ++i) tick();
@@ -201,6 +204,11 @@ def _render(unit: Unit) -> str:
             if (out[{o}].got < out[{o}].want) {{ getp(top.{s.data}, &out[{o}].w[out[{o}].got * out[{o}].nw], out[{o}].nw); ++out[{o}].got; progress = true; if (first_out < 0) first_out = cycle; {"beat_cycles.push_back(cycle);" if o == 0 else ""} }}
             else ++extra;
         }}""")
+    settings = ""
+    if unit.settings:
+        settings = (f"    {{ std::vector<uint32_t> s = load(getenv(\"BDNN_SIM_SETTINGS\"));\n"
+                    f"      if (s.size() != {len(unit.settings)}) {{ fprintf(stderr, \"settings: {len(unit.settings)} values expected\\n\"); return 2; }}\n"
+                    + "".join(f"      top.{n} = s[{i}];\n" for i, n in enumerate(unit.settings)) + "    }")
     init = "\n".join(f"    top.{s.valid} = 0;" for s in unit.inputs) + "\n" + "\n".join(
         f"    top.{s.ready} = 0;" for s in unit.outputs)
     low = " ".join(f"top.{c} = 0;" for c in unit.clocks)
@@ -209,7 +217,7 @@ def _render(unit: Unit) -> str:
     for k, v in {"@TOP@": unit.top, "@NI@": str(len(unit.inputs)), "@NO@": str(len(unit.outputs)),
                  "@IN_NW@": "".join(f"{s.words}, " for s in unit.inputs),
                  "@OUT_NW@": "".join(f"{s.words}, " for s in unit.outputs),
-                 "@INIT@": init, "@DRIVE@": "\n".join(drive), "@SAMPLE@": "\n".join(sample),
+                 "@INIT@": init, "@SETTINGS@": settings, "@DRIVE@": "\n".join(drive), "@SAMPLE@": "\n".join(sample),
                  "@CLK_LOW@": low, "@CLK_HIGH@": high, "@RSTN@": unit.reset_n,
                  "@ACTIVITY@": f"        if (top.{unit.activity}) progress = true;" if unit.activity else "",
                  "@PROBE_ERR@": "\n".join(f'            fprintf(stderr, "PROBE {p} %llu\\n", (unsigned long long)top.{p});'
@@ -299,13 +307,17 @@ def from_words(arr: np.ndarray, width: int) -> list[int]:
 
 def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *, seed: int = 0,
              stall_in: int = 0, stall_out: int = 0, idle_limit: int = 100_000,
-             extra_cycles: int = 0, timeout: int = 3600, record_beat_cycles: bool = False) -> SimResult:
+             extra_cycles: int = 0, timeout: int = 3600, record_beat_cycles: bool = False,
+             settings: dict[str, int] | None = None) -> SimResult:
     """Run ``unit`` on input beats ((beats, nwords) uint32 per stream, see ``to_words``); returns
     the first ``expected_beats[o]`` beats of each output in the same form.
 
     ``stall_in``/``stall_out``: percent of cycles an input withholds TVALID / an output drops
     TREADY. ``extra_cycles``: keep running (TREADY high) after the last expected beat and count
-    any further beats as ``extra_beats`` (0 for units that stream forever, like memstream)."""
+    any further beats as ``extra_beats`` (0 for units that stream forever, like memstream).
+    ``settings``: a value for every one of ``unit.settings`` (run-time configuration ports)."""
+    if sorted(settings or {}) != sorted(unit.settings):
+        raise ValueError(f"{unit.top}: settings {sorted(unit.settings)} expected, got {sorted(settings or {})}")
     if len(inputs) != len(unit.inputs) or len(expected_beats) != len(unit.outputs):
         raise ValueError(f"{unit.top}: {len(unit.inputs)} inputs / {len(unit.outputs)} outputs expected")
     exe, _ = compile_unit(unit)
@@ -325,7 +337,12 @@ def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *,
         cmd = [str(exe), str(seed), str(stall_in), str(stall_out), str(idle_limit), str(extra_cycles),
                *in_files, *out_args]
         t0 = time.perf_counter()
-        env = dict(os.environ, BDNN_SIM_BEAT_CYCLES=str(t / "beats.cyc")) if record_beat_cycles else None
+        env = dict(os.environ)
+        if record_beat_cycles:
+            env["BDNN_SIM_BEAT_CYCLES"] = str(t / "beats.cyc")
+        if unit.settings:
+            np.array([settings[n] for n in unit.settings], dtype="<u4").tofile(t / "settings.bin")
+            env["BDNN_SIM_SETTINGS"] = str(t / "settings.bin")
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=unit.run_dir or t, timeout=timeout, env=env)
         secs = time.perf_counter() - t0
         if p.returncode != 0:

@@ -1,11 +1,15 @@
 // Synchronous AXI-stream FIFO for the stitched design (DEPTH >= 2), with a high-water mark so
 // simulation can size it: max_count is the largest occupancy seen since reset.
+// limit caps the occupancy (1..DEPTH): a synthesized design ties it to DEPTH (constant-folded away);
+// the FIFO-sizing simulation drives it from a run-time setting, so one compiled simulator with
+// deep FIFOs tries every candidate depth (a FIFO capped at L behaves exactly like one of depth L).
 module stream_fifo #(
 	int unsigned  WIDTH = 8,
 	int unsigned  DEPTH = 2
 )(
 	input	logic  clk,
 	input	logic  rst_n,
+	input	logic [$clog2(DEPTH+1)-1:0]  limit,
 
 	input	logic [WIDTH-1:0]  in_tdata,
 	input	logic  in_tvalid,
@@ -23,7 +27,7 @@ module stream_fifo #(
 	logic [WIDTH-1:0]  mem [DEPTH];
 	logic [A-1:0]  rd, wr;
 	logic [C-1:0]  count;
-	assign  in_tready = (count != C'(DEPTH));
+	assign  in_tready = (count < limit);
 	assign  cur_count = count;
 	assign  out_tvalid = (count != 0);
 	assign  out_tdata = mem[rd];

@@ -211,3 +211,33 @@ def test_project_rtl_as_finn_ops_rtl_only(dense_codegen, private_crops, tmp_path
     mv = next(n for n in model.graph.node if n.op_type == "MVAU_bdnn_rtl" and getCustomOp(n).get_nodeattr("mem_mode") == "internal_decoupled")
     tcl = "\n".join(getCustomOp(mv).code_generation_ipi())
     assert "bnn_mvau.sv" in tcl and "memstream" in tcl and f"-reference {mv.name}" in tcl
+
+
+@pytest.mark.parametrize("style", ["auto", "distributed", "block"])
+def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style):
+    """bnn_weight_rom (the stitched design's on-chip weights): every word in order, wrapping
+    around, under 30 % random back-pressure; the placement's style reaches synthesis (LUTs for
+    distributed, BRAM for block)."""
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtl.stitch import write_hex
+    from bdnn_hw.rtlsim.harness import Unit, axis, simulate
+    from bdnn_hw.rtlsim.synth import synthesize
+    width, depth = 100, 37
+    words = np.random.default_rng(7).integers(0, 2**32, (depth, 4), dtype=np.uint64).astype(np.uint32)
+    words[:, 3] &= (1 << (width - 96)) - 1
+    write_hex(words, width, tmp_path / "w.dat")
+    (tmp_path / "rom_top.sv").write_text(
+        "module rom_top (input logic clk, input logic rst_n, output logic [99:0] out_tdata,\n"
+        "  output logic out_tvalid, input logic out_tready);\n"
+        f"  bnn_weight_rom #(.WIDTH({width}), .DEPTH({depth}), .INIT_FILE(\"{tmp_path / 'w.dat'}\"), .RAM_STYLE(\"{style}\"))\n"
+        "    rom (.clk, .rst_n, .out_tdata, .out_tvalid, .out_tready);\nendmodule\n")
+    unit = Unit(top="rom_top", files=(str(HDL / "bnn_weight_rom.sv"), str(tmp_path / "rom_top.sv")), inputs=(),
+                outputs=(axis("out", width, style="rtllib"),), clocks=("clk",), reset_n="rst_n", run_dir=str(tmp_path))
+    r = simulate(unit, [], [3 * depth], stall_out=30, seed=1)
+    np.testing.assert_array_equal(r.outputs[0], np.tile(words, (3, 1)))
+    syn = synthesize("rom_top", list(unit.files), str(tmp_path))
+    print(style, {k: syn[k] for k in ("lut", "ff", "bram36")})
+    if style == "block":
+        assert syn["bram36"] > 0
+    elif style == "distributed":
+        assert syn["bram36"] == 0 and syn["lut"] > 0

@@ -3,8 +3,10 @@ by yosys.
 
 Every node becomes RTL: FINN's own ``*_rtl`` layers (SWG, Thresholding, FMPadding, width
 converters) and the project's RTL for FINN's HLS-only layers (``wrappers``). Each decoupled MVAU
-gets FINN's memstream weight streamer (BRAM or LUTRAM as the folding config placed it); each
-external-weight MVAU gets a top-level weight stream port (what the DDR weight DMA delivers).
+gets its weights from on-chip memory, BRAM or LUTRAM as the placement config put them: the
+project's ``bnn_weight_rom`` (default) or FINN's memstream (``weight_memory="memstream"``, which
+costs several word-wide pipeline registers per layer); each external-weight MVAU gets a top-level
+weight stream port (what the DDR weight DMA delivers).
 Every edge of the graph goes through a ``stream_fifo`` whose high-water mark is a top-level probe,
 so FIFO depths can be sized by simulation (``size_fifos``). With ``runtime_limits`` each FIFO's
 occupancy cap is a 32-bit top-level input (``<edge>_limit``) set when the simulation starts: the
@@ -27,6 +29,8 @@ from .wrappers import SUPPORTED, project_rtl_unit
 TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
 MIN_DEPTH = 2
+WEIGHT_MEMORIES = ("rom", "memstream")
+RAM_STYLES = {"auto": "auto", "block": "block", "distributed": "distributed", "ultra": "block"}  # no URAM on these parts
 
 
 def prepare_graph(model, fpga_part: str, clk_ns: float):
@@ -156,12 +160,33 @@ def graph_edges(model, depths: dict[str, int] | None = None) -> list[Edge]:
     return edges
 
 
-def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limits: bool = False) -> StitchedDesign:
+def write_hex(words: np.ndarray, width: int, path: Path) -> None:
+    """$readmemh file: one ``width``-bit word per line, from (beats, nwords) little-endian uint32 rows."""
+    nd = -(-width // 4)
+    Path(path).write_text("".join("".join(f"{int(x):08x}" for x in row[::-1])[-nd:] + "\n" for row in words))
+
+
+def _weight_rom(model, node, inst, work: Path, wire: str, width: int, cache: dict | None) -> str:
+    from ..rtlsim.units import weight_stream_golden
+    words, _ = weight_stream_golden(model, node, inst, cache)
+    f = work / f"{node.name}_weights.dat"
+    write_hex(words, width, f)
+    style = RAM_STYLES[inst.get_nodeattr("ram_style")]
+    return (f"\tbnn_weight_rom #(.WIDTH({width}), .DEPTH({len(words)}), .INIT_FILE(\"{f.resolve()}\"), "
+            f".RAM_STYLE(\"{style}\")) {node.name}_wrom (.clk(ap_clk), .rst_n(ap_rst_n),\n"
+            f"\t\t.out_tdata({wire}_tdata), .out_tvalid({wire}_tvalid), .out_tready({wire}_tready));")
+
+
+def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limits: bool = False,
+           weight_memory: str = "rom", weights: dict | None = None) -> StitchedDesign:
     """Write the top level (and the project RTL wrappers) into ``work``; ``depths``: each FIFO's
-    depth (with ``runtime_limits``: its capacity, the depth used set at run time)."""
+    depth (with ``runtime_limits``: its capacity, the depth used set at run time); ``weights``: a
+    cache of packed weight streams shared by the designs of one graph."""
     from qonnx.custom_op.registry import getCustomOp
 
     from ..rtlsim.units import rtl_node_unit
+    if weight_memory not in WEIGHT_MEMORIES:
+        raise ValueError(f"weight_memory must be one of {WEIGHT_MEMORIES}, not {weight_memory!r}")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     g = model.graph
@@ -204,7 +229,12 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
             wires.append(f"\tlogic [{wwidth}-1:0]  {wname}_tdata;\n\tlogic  {wname}_tvalid, {wname}_tready;")
             conns.update(_stream_conns("in1_V", wname))
             mode = inst.get_nodeattr("mem_mode")
-            if mode == "internal_decoupled":
+            if mode == "internal_decoupled" and weight_memory == "rom":
+                body.append(_weight_rom(model, n, inst, work, wname, wwidth, weights))
+                rom = str(HDL / "bnn_weight_rom.sv")
+                if rom not in files:
+                    files.append(rom)
+            elif mode == "internal_decoupled":
                 gen = Path(inst.get_nodeattr("code_gen_dir_ipgen"))
                 wrapper = gen / f"{n.name}_memstream_wrapper.v"
                 for f in [*memstream_files(), str(wrapper)]:
@@ -267,7 +297,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
     files = sorted(files, key=lambda f: 0 if f.endswith("_pkg.sv") else 1) + [fifo, str(work / f"{TOP}.sv")]
     import json
     (work / "design.json").write_text(json.dumps({"top": TOP, "files": files, "weight_ports": weight_ports,
-                                                  "runtime_limits": runtime_limits,
+                                                  "runtime_limits": runtime_limits, "weight_memory": weight_memory,
                                                   "edges": [e.__dict__ for e in edges]}, indent=1))
     return StitchedDesign(TOP, files, edges, weight_ports, work, runtime_limits=runtime_limits)
 

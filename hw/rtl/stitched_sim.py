@@ -79,7 +79,8 @@ UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)
 HALVING_ROUNDS = 4
 
 
-def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[StitchedDesign, dict]:
+def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memory: str = "rom",
+               weights: dict | None = None) -> tuple[StitchedDesign, dict]:
     """FIFO depths by simulation, on one compiled design with run-time depth limits.
 
     (1) Every FIFO at its capacity (a crop's beats, capped): the reference outputs and cycles/crop.
@@ -90,9 +91,9 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[St
     only if it passes; if (2) finds no D, the high-water marks of (1) (FINN's conservative rule)."""
     work = Path(work)
     cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
-    design = stitch(model, work / "sizing", cap, runtime_limits=True)
+    weights = {} if weights is None else weights
+    design = stitch(model, work / "sizing", cap, runtime_limits=True, weight_memory=weight_memory, weights=weights)
     progress(f"stitched design: {len(design.edges)} FIFOs, {len(design.files)} source files; sizing FIFOs on {len(crops)} crops")
-    weights: dict = {}
     r_deep = run(model, design, crops, weights=weights, depths=cap)
     bypass = _bypass_edges(model, design)
     tried: dict[str, object] = {"deep": r_deep.cycles_per_crop}
@@ -136,7 +137,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[St
             if r_half is None:
                 break
             depths, r, strategy = half, r_half, strategy + f", full FIFOs halved x{k + 1}"
-    sized = stitch(model, work / "sized", depths)
+    sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights)
     rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
            "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
            "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
@@ -147,7 +148,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print) -> tuple[St
 
 
 def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np.ndarray,
-             expected: np.ndarray, sizing_crops: int = 2, progress=print) -> dict:
+             expected: np.ndarray, sizing_crops: int = 2, progress=print, weight_memory: str = "rom") -> dict:
     """The summary's ``stitched_sim`` record: size FIFOs on a few crops, then stream all crops
     back to back and compare every output with ``expected`` (the cpu engine's popcounts)."""
     from qonnx.core.modelwrapper import ModelWrapper
@@ -155,9 +156,10 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     model = prepare_graph(ModelWrapper(str(codegen_graph)), fpga_part, clk_ns)
     work.mkdir(parents=True, exist_ok=True)
     model.save(str(work / "stitch_graph.onnx"))
-    design, sizing = size_fifos(model, work, crops[:sizing_crops], progress)
+    weights: dict = {}
+    design, sizing = size_fifos(model, work, crops[:sizing_crops], progress, weight_memory, weights)
     progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
-    r = run(model, design, crops)
+    r = run(model, design, crops, weights=weights)
     got = r.outputs.reshape(len(crops), -1)
     mism = int((got != np.asarray(expected).reshape(len(crops), -1)).any(axis=1).sum())
     fclk = 1000.0 / clk_ns
@@ -166,5 +168,6 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
             "latency_us": r.latency_cycles / fclk, "sim_cycles_per_s": r.sim_cycles_per_s,
             "sim_seconds": r.sim_seconds, "fclk_mhz": fclk, "fifo_sizing": sizing,
             "design": {"top": design.top, "files": len(design.files), "fifos": len(design.edges),
+                       "weight_memory": weight_memory,
                        "external_weight_streams": [n for _, n, _ in design.weight_ports]},
             "_design": design}

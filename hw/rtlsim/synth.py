@@ -93,7 +93,7 @@ def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: 
         cached = cache_root() / f"{top}-{key}.json"
         if cached.exists():
             return json.loads(cached.read_text())
-        script = (f"read_slang -j 1 --ignore-assertions --allow-use-before-declare {' '.join(names)} --top {top}; "
+        script = (f"read_slang -j 1 -D BDNN_YOSYS --ignore-assertions --allow-use-before-declare {' '.join(names)} --top {top}; "
                   f"synth_xilinx -flatten -family {FAMILY} -noiopad -top {top}; tee -q -o stat.json stat -json")
         p = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=t, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0 or not (t / "stat.json").exists():

@@ -22,6 +22,7 @@ class Board:
     default_target_crops_per_s: int = 1000
     lut_limit: float = 0.90   # fit criterion: leave room for FIFOs, DMAs and the shell
     bram_limit: float = 1.00
+    synth_family: str = "xc7"  # yosys synth_xilinx -family: the fabric's cell library
 
     @property
     def clk_period_ns(self) -> float:
@@ -33,7 +34,8 @@ class Board:
 
 BOARDS: dict[str, Board] = {
     "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 100.0, 53_200, 106_400, 140, 220, 64, 1000),
-    "ultra96": Board("ultra96", "Ultra96", "xczu3eg-sbva484-1-e", 200.0, 70_560, 141_120, 216, 360, 128, 3000),
+    "ultra96": Board("ultra96", "Ultra96", "xczu3eg-sbva484-1-e", 200.0, 70_560, 141_120, 216, 360, 128, 3000,
+                     synth_family="xcup"),
 }
 
 

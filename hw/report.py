@@ -71,7 +71,7 @@ def evidence_section(s: dict) -> str:
     out.append("")
     if syn.get("ran"):
         t = syn["totals"]
-        out += [f"yosys ({syn['tool'].split('(')[0].strip()}, `synth_xilinx -family xc7`) per RTL unit; totals for FINN's RTL "
+        out += [f"yosys ({syn['tool'].split('(')[0].strip()}, `synth_xilinx -family {syn.get('family', 'xc7')}`) per RTL unit; totals for FINN's RTL "
                 f"part: **{t['lut']:,} LUT** ({t['lutram']:,} as LUTRAM/SRL), {t['ff']:,} FF, {t['bram36']:g} BRAM36 "
                 f"(FINN: {syn['rtl_node_finn_lut']:,} LUT for the same RTL layers, yosys {syn['rtl_node_lut']:,}; "
                 f"FINN BRAM36 {syn['finn_bram36_total']:g}). Errors: {len(syn['errors'])}.", "",
@@ -90,13 +90,20 @@ def evidence_section(s: dict) -> str:
             out.append(f"\nThe project's RTL for FINN's HLS layers: {pr['lut']:,} LUT by yosys vs FINN's {pr['finn_hls_lut']:,} "
                        f"for its HLS layers; binary matrix units alone {pr['mvau_lut']:,} vs {pr['mvau_finn_hls_lut']:,} "
                        f"(ratio **{ratio}**).")
+            mv = pr.get("model_vs_yosys") or {}
+            if mv:
+                out.append("The project ops' analytical LUT model (what `--rtl-only` folds with) against yosys: " + "; ".join(
+                    f"{k} {v['model_lut']:,} vs {v['yosys_lut']:,}" + (f" ({v['model_over_yosys']:.2f})" if v["model_over_yosys"] else "")
+                    for k, v in mv.items()) + ".")
     else:
         out.append(f"yosys synthesis: not run ({syn.get('reason', 'codegen skipped')}).")
     st, wh = s.get("stitched_sim") or {}, s.get("synth") or {}
     out += ["", "### The whole network as one all-RTL design", ""]
     if st.get("ran") and st.get("mismatches") is not None:
         fs = st["fifo_sizing"]
-        out += [f"Every node in RTL (FINN's RTL layers, the project's RTL for FINN's HLS layers, FINN's memstreams, "
+        wmem = {"rom": "on-chip weights in the project's read-only weight memories",
+                "memstream": "on-chip weights in FINN's memstreams"}[st.get("design", {}).get("weight_memory", "memstream")]
+        out += [f"Every node in RTL (FINN's RTL layers, the project's RTL for FINN's HLS layers, {wmem}, "
                 f"external weights streamed as from DDR), stitched with FIFOs sized by simulation ({fs['strategy']}; "
                 f"{fs['fifo_bits'] / 1024:,.0f} kbit of FIFO, from {fs['deep_fifo_bits'] / 1024:,.0f} kbit deep), "
                 f"{st['crops']} {st['source']} crops streamed back to back in Verilator: **{st['mismatches']} mismatches** "
@@ -117,7 +124,7 @@ def evidence_section(s: dict) -> str:
         out.append(f"Stitched simulation: not run ({st.get('reason', 'codegen skipped')}).")
     out.append("")
     if wh.get("ran") and "error" not in wh:
-        out += [f"yosys `synth_xilinx` of the whole stitched design: **{wh['lut']:,} LUT** ({wh['lutram']:,} LUTRAM/SRL), "
+        out += [f"yosys `synth_xilinx -family {wh.get('family', 'xc7')}` of the whole stitched design: **{wh['lut']:,} LUT** ({wh['lutram']:,} LUTRAM/SRL), "
                 f"{wh['ff']:,} FF, **{wh['bram36']:g} BRAM36**, {wh['dsp']} DSP; budget {wh['lut_budget']:,} LUT / "
                 f"{wh['bram36_budget']} BRAM36 -> fits: **{wh['fits']}** (FINN's estimate: {s['lut']:,} LUT, {s['bram36']:g} BRAM36). "
                 f"{wh['seconds']:.0f} s."]

@@ -214,3 +214,14 @@ class SelectProjectRTL(Transformation):
             del n.attribute[:]
             n.attribute.extend(keep)
         return model, False  # one pass converts every supported node (changed or not)
+
+
+def project_lut_estimate(node, fpgapart: str) -> int:
+    """The project op's analytical LUT estimate for an HLS node it would replace (same attributes),
+    so the model can be checked against yosys on real units."""
+    from onnx import NodeProto
+    from qonnx.custom_op.registry import getCustomOp
+    twin = NodeProto()
+    twin.CopyFrom(node)
+    twin.op_type, twin.domain = HLS_TO_PROJECT[node.op_type], DOMAIN
+    return int(getCustomOp(twin).lut_estimation(fpgapart))

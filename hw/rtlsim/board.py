@@ -73,7 +73,8 @@ def _cycles_per_s(per_node: dict) -> float | None:
     return cyc / secs if secs else None
 
 
-def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path | None = None) -> dict:
+def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path | None = None,
+               family: str = "xc7") -> dict:
     """yosys counts for every RTL unit beside FINN's estimate for its node, and totals; with
     ``project_rtl`` also the project's RTL for FINN's HLS layers beside FINN's HLS estimate."""
     from qonnx.custom_op.registry import getCustomOp
@@ -86,7 +87,7 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
     for u in tqdm(todo, desc="yosys synth_xilinx per RTL unit", unit="unit", disable=not progress):
         inst = getCustomOp(model.get_node_from_name(u.node.split("/")[0]))
         try:
-            r = synthesize(u.unit.top, list(u.unit.files), u.unit.run_dir)
+            r = synthesize(u.unit.top, list(u.unit.files), u.unit.run_dir, family=family)
         except SynthError as e:
             errors.append(str(e))
             continue
@@ -112,13 +113,20 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
                "finn_hls_lut": sum(u["finn_lut"] or 0 for u in ours.values()),
                "mvau_lut": sum(u["lut"] for u in mv), "mvau_finn_hls_lut": sum(u["finn_lut"] or 0 for u in mv)}
     project["mvau_lut_ratio"] = project["mvau_lut"] / project["mvau_finn_hls_lut"] if project["mvau_finn_hls_lut"] else None
-    return {"ran": True, "tool": yosys_version(), "family": "xc7", "units": units, "errors": errors, "project_rtl": project,
+    # how well the project ops' LUT model (what --rtl-only folds with) predicts yosys, per kind
+    project["model_vs_yosys"] = {}
+    for kind in sorted({u["kind"] for u in ours.values()}):
+        us = [u for u in ours.values() if u["kind"] == kind]
+        y, m = sum(u["lut"] for u in us), sum(u.get("model_lut", 0) for u in us)
+        project["model_vs_yosys"][kind] = {"units": len(us), "yosys_lut": y, "model_lut": m,
+                                           "model_over_yosys": m / y if y else None}
+    return {"ran": True, "tool": yosys_version(), "family": family, "units": units, "errors": errors, "project_rtl": project,
             "totals": tot, "finn_bram36_total": sum(u["finn_bram36"] for u in units.values()),
             "rtl_node_lut": finn_lut_same, "rtl_node_finn_lut": finn_lut, "seconds": time.perf_counter() - t0}
 
 
 def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, reference,
-        synth: bool = True, progress: bool = True) -> tuple[dict, dict]:
+        synth: bool = True, progress: bool = True, family: str = "xc7") -> tuple[dict, dict]:
     """The whole stage; (sim, rtl_synth) for the summary. Missing tools are reported, not faked."""
     import json
 
@@ -136,7 +144,7 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     elif missing["yosys"]:
         syn = {"ran": False, "reason": missing["yosys"]}
     else:
-        syn = unit_synth(model, fpga_part, progress, project_rtl=Path(out) / "project_rtl")
+        syn = unit_synth(model, fpga_part, progress, project_rtl=Path(out) / "project_rtl", family=family)
     Path(out).mkdir(parents=True, exist_ok=True)
     tmp = Path(out) / "rtlsim.json.tmp"
     tmp.write_text(json.dumps({"sim": sim, "rtl_synth": syn}, indent=1, default=float))
@@ -182,8 +190,8 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
     else:
         t0 = time.perf_counter()
         try:
-            r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600)
-            whole = {"ran": True, "tool": yosys_version(), "family": "xc7",
+            r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600, family=board.synth_family)
+            whole = {"ran": True, "tool": yosys_version(), "family": board.synth_family,
                      **{k: r[k] for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")},
                      "fits": bool(r["lut"] <= board.lut_limit * board.lut and r["bram36"] <= board.bram_limit * board.bram36
                                   and r["dsp"] <= board.dsp),

@@ -1,4 +1,4 @@
-"""yosys synthesis (``synth_xilinx``, 7-series cells) of RTL units: LUT / FF / LUTRAM / BRAM counts.
+"""yosys synthesis (``synth_xilinx``) of RTL units for a board's fabric: LUT / FF / LUTRAM / BRAM counts.
 
 yosys runs as WebAssembly (yowasp) and sees only its working directory, so each unit's sources and
 memory files are copied into a scratch folder and absolute paths inside them made relative.
@@ -22,7 +22,7 @@ from pathlib import Path
 from .srcfix import fixed_text
 from .tools import yosys_cmd
 
-FAMILY = "xc7"  # both boards' fabric (Zynq-7000; UltraScale+ LUT/FF/BRAM36 map 1:1 for these counts)
+FAMILY = "xc7"  # default fabric: Zynq-7000 (the PYNQ-Z2); the Ultra96 is "xcup" (Board.synth_family)
 
 # LUTs per memory primitive (a RAM64M is four LUT6 used as RAM, a SRLC32E one LUT)
 LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1S": 4, "RAM32X1S": 1,
@@ -77,15 +77,17 @@ def count_cells(cells: dict[str, int]) -> dict:
     bram36 = cells.get("RAMB36E1", 0) + cells.get("RAMB36E2", 0) + (cells.get("RAMB18E1", 0) + cells.get("RAMB18E2", 0)) / 2
     dsp = sum(n for c, n in cells.items() if c.startswith("DSP48"))
     return {"lut": lut_logic + lutram, "lut_logic": lut_logic, "lutram": lutram, "ff": ff,
-            "bram36": bram36, "dsp": dsp, "carry4": cells.get("CARRY4", 0), "cells": cells}
+            "bram36": bram36, "dsp": dsp, "carry4": cells.get("CARRY4", 0) + cells.get("CARRY8", 0), "cells": cells}
 
 
-def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800) -> dict:
-    """Synthesize one unit; returns the counts (see ``count_cells``), cached by content."""
+def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800,
+               family: str = FAMILY) -> dict:
+    """Synthesize one unit for ``family`` (synth_xilinx's: xc7, xcup, ...); returns the counts (see
+    ``count_cells``), cached by content."""
     with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
         t = Path(t)
         names = _stage(list(files), run_dir, t)
-        h = hashlib.sha256(json.dumps([top, FAMILY, names]).encode())
+        h = hashlib.sha256(json.dumps([top, family, names]).encode())
         for p in sorted(t.iterdir()):
             h.update(p.name.encode())
             h.update(p.read_bytes())
@@ -94,13 +96,13 @@ def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: 
         if cached.exists():
             return json.loads(cached.read_text())
         script = (f"read_slang -j 1 -D BDNN_YOSYS --ignore-assertions --allow-use-before-declare {' '.join(names)} --top {top}; "
-                  f"synth_xilinx -flatten -family {FAMILY} -noiopad -top {top}; tee -q -o stat.json stat -json")
+                  f"synth_xilinx -flatten -family {family} -noiopad -top {top}; tee -q -o stat.json stat -json")
         p = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=t, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0 or not (t / "stat.json").exists():
             err = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln][:5]
             raise SynthError(f"yosys could not synthesize {top}: " + ("\n".join(err) or p.stderr[-1500:]))
         stat = json.loads((t / "stat.json").read_text())
-    res = count_cells(stat["design"].get("num_cells_by_type", {}))
+    res = {**count_cells(stat["design"].get("num_cells_by_type", {})), "family": family}
     cache_root().mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(res))
     return res

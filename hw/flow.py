@@ -35,7 +35,7 @@ from .steps import (  # noqa: E402
     step_bdnn_minimize_bit_width,
     step_bdnn_streamline,
 )
-from bdnn.contract import FOLDED_GRAPH_FILE, HOST_AFFINE_KEY, HW_GRAPH_STAGE, MODEL_SHA_KEY  # noqa: E402,F401
+from bdnn.contract import FIFO_DEPTHS_FILE, FOLDED_GRAPH_FILE, HOST_AFFINE_KEY, HW_GRAPH_STAGE, MODEL_SHA_KEY  # noqa: E402,F401
 from bdnn.contract import file_sha256, model_file, parse_host_affine  # noqa: E402,F401
 
 # (stage name, FINN step) of the board-independent front end, in order.
@@ -263,6 +263,10 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
     cfg.verify_input_npy = str(out / "golden_input.npy")
     cfg.verify_expected_output_npy = str(out / "golden_expected_output.npy")
     cfg.save_intermediate_models = True
+    sized = out / FIFO_DEPTHS_FILE
+    if sized.exists():  # the stitched Verilator simulation sized the FIFOs: FINN applies them instead of sizing its own
+        cfg.auto_fifo_depths = False
+        cfg.fifo_config_file = sized
     model = ModelWrapper(str(folded_graph))
     done = []
     for step in tqdm(VIVADO_STEPS, desc=f"{board.key}: Vivado stages", unit="step", disable=not progress):

@@ -89,6 +89,7 @@ def test_small_dense_bdnn_stitched_all_rtl_streams_real_crops(dense_codegen, pri
     model.save(str(d / "codegen.onnx"))
     r = stitched_sim.evaluate(d / "codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched", crops, expected)
     r.pop("_design")
+    fifo_cfg = r.pop("_finn_fifo_config")
     print({k: v for k, v in r.items() if k != "fifo_sizing"})
     print({k: v for k, v in r["fifo_sizing"].items() if k != "edges"})
     assert r["crops"] == 6 and r["mismatches"] == 0
@@ -120,6 +121,20 @@ def test_small_dense_bdnn_stitched_all_rtl_streams_real_crops(dense_codegen, pri
         stitched_sim.run(g, runtime, crops[:2], idle_limit=20_000, depths=depths)
     with pytest.raises(ValueError, match="capacity"):
         runtime.limits({e: caps[e] + 1 for e in caps})
+    # the sized depths reach a Vivado build as finn-plus's fifo_config_file: FINN's own FIFO
+    # insertion on this graph, then its own reader, sets every FIFO to the stitched edge's depth
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.set_fifo_depths import ApplyFIFODepthsFromFile
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+    (d / "fifo_depths.json").write_text(json.dumps(fifo_cfg))
+    f = g.transform(InsertFIFO(create_shallow_fifos=True)).transform(SpecializeLayers(board.fpga_part))
+    f = f.transform(GiveUniqueNodeNamesRecursive()).transform(ApplyFIFODepthsFromFile(d / "fifo_depths.json"))
+    fifos = [n for n in f.graph.node if n.op_type.startswith("StreamingFIFO")]
+    assert len(fifos) == len(depths)
+    got = sorted(getCustomOp(n).get_nodeattr("depth") for n in fifos)
+    want = sorted(v["depth"] for v in r["fifo_sizing"]["edges"].values())
+    assert got == want
 
 
 def test_xnor_accumulators_hold_the_full_popcount_range(dense_codegen):

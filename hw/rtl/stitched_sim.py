@@ -147,6 +147,39 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     return sized, rec
 
 
+def finn_fifo_config(model, design: StitchedDesign, clk_ns: float, fpga_part: str) -> dict:
+    """The sized depths as finn-plus's ``fifo_config_file`` (its ``auto_fifo_depths=False`` path):
+    FINN's own FIFO insertion and naming (``step_set_fifo_depths``) replayed on the stitched graph,
+    each StreamingFIFO_rtl given the depth of the stitched edge between the same two nodes."""
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+    from qonnx.transformation.general import GiveReadableTensorNames
+    # each FIFO by its (producer, consumer) before FINN renames the nodes
+    depth_by_link = {((e.src or ("input",))[0], (e.dst or ("output",))[0]): e.depth for e in design.edges}
+    m = model.transform(InsertFIFO(create_shallow_fifos=True))
+    m = m.transform(SpecializeLayers(fpga_part))
+    fifo_link = {}
+    for n in m.graph.node:
+        if n.op_type.startswith("StreamingFIFO"):
+            prod, cons = m.find_producer(n.input[0]), m.find_consumer(n.output[0])
+            fifo_link[n.name] = (prod.name if prod else "input", cons.name if cons else "output")
+    order = [n.name for n in m.graph.node]
+    m = m.transform(GiveUniqueNodeNamesRecursive())
+    m = m.transform(GiveReadableTensorNames())
+    renamed = dict(zip(order, (n.name for n in m.graph.node)))
+    depths, missing = {}, []
+    for old, link in fifo_link.items():
+        if link in depth_by_link:
+            depths[renamed[old]] = int(depth_by_link[link])
+        else:
+            missing.append(f"{link[0]} -> {link[1]}")
+    if missing:
+        raise ValueError(f"FINN inserts FIFOs the stitched design does not have: {missing[:5]}")
+    return {"fifo_depths": depths, "impl_style": {k: "rtl" for k in depths}, "ram_style": {k: "auto" for k in depths},
+            "source": "bdnn stitched Verilator simulation (hw/rtl/stitched_sim.py)"}
+
+
 def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np.ndarray,
              expected: np.ndarray, sizing_crops: int = 2, progress=print, weight_memory: str = "rom") -> dict:
     """The summary's ``stitched_sim`` record: size FIFOs on a few crops, then stream all crops
@@ -170,4 +203,4 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
             "design": {"top": design.top, "files": len(design.files), "fifos": len(design.edges),
                        "weight_memory": weight_memory,
                        "external_weight_streams": [n for _, n, _ in design.weight_ports]},
-            "_design": design}
+            "_design": design, "_finn_fifo_config": finn_fifo_config(model, design, clk_ns, fpga_part)}

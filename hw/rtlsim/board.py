@@ -182,6 +182,10 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
         return {"ran": True, "crops": int(len(crops)), "mismatches": None, "error": str(e)}, \
                {"ran": False, "reason": "the stitched simulation failed"}
     design = rec.pop("_design")
+    from bdnn import contract
+    fifo_cfg = rec.pop("_finn_fifo_config")
+    (Path(bdir) / contract.FIFO_DEPTHS_FILE).write_text(json.dumps(fifo_cfg, indent=1))
+    rec["fifo_sizing"]["finn_fifo_config"] = contract.FIFO_DEPTHS_FILE
     rec = {"ran": True, "tool": f"verilator {verilator_version()}", "source": source, "reference": "cpu engine", **rec}
     if not synth:
         whole = {"ran": False, "reason": "--no-yosys"}

@@ -44,6 +44,7 @@ FRONTEND_DIR = "frontend"
 HW_GRAPH_STAGE = "dataflow_partition"   # the front-end stage whose graph is the HW-layer graph
 FOLDED_GRAPH_FILE = "folded_hw_graph.onnx"
 SUMMARY_FILE = "summary.json"
+FIFO_DEPTHS_FILE = "fifo_depths.json"   # FIFO depths sized by the stitched simulation: finn-plus's fifo_config_file
 DEPLOY_DIR = "deploy"
 HOST_AFFINE_FILE = "host_affine.json"
 DRIVER_DIR = "driver"                   # FINN's deployment package: driver/settings.json, bitfile/*.bit

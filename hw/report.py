@@ -105,7 +105,9 @@ def evidence_section(s: dict) -> str:
                 "memstream": "on-chip weights in FINN's memstreams"}[st.get("design", {}).get("weight_memory", "memstream")]
         out += [f"Every node in RTL (FINN's RTL layers, the project's RTL for FINN's HLS layers, {wmem}, "
                 f"external weights streamed as from DDR), stitched with FIFOs sized by simulation ({fs['strategy']}; "
-                f"{fs['fifo_bits'] / 1024:,.0f} kbit of FIFO, from {fs['deep_fifo_bits'] / 1024:,.0f} kbit deep), "
+                f"{fs.get('simulations', '?')} simulations of one compiled design; "
+                f"{fs['fifo_bits'] / 1024:,.0f} kbit of FIFO, from {fs['deep_fifo_bits'] / 1024:,.0f} kbit deep; "
+                f"the depths go to Vivado builds as `{fs.get('finn_fifo_config', 'fifo_depths.json')}`), "
                 f"{st['crops']} {st['source']} crops streamed back to back in Verilator: **{st['mismatches']} mismatches** "
                 f"against the cpu engine.", "",
                 "| | measured (Verilator) | FINN estimate |", "|---|---|---|",

@@ -87,7 +87,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     (2) The dense blocks' bypasses at capacity, every other FIFO at one uniform depth D (2, 8, 32,
     ...): the smallest D that keeps (1)'s outputs and throughput. (3) Every FIFO shrunk to its
     high-water mark in (2). (4) The FIFOs still full (a fast producer before a slower consumer fills
-    any depth) halved together while that keeps (1)'s throughput. Each step is re-checked and kept
+    any depth), bypasses excepted, halved together while that keeps (1)'s throughput. Each step is re-checked and kept
     only if it passes; if (2) finds no D, the high-water marks of (1) (FINN's conservative rule)."""
     work = Path(work)
     cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
@@ -129,7 +129,8 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
         if r_hw is not None:
             depths, r, strategy = hw, r_hw, strategy + ", shrunk to high-water marks"
         for k in range(HALVING_ROUNDS):
-            full = [e for e in depths if r.fifo_max[e] >= depths[e] and depths[e] > MIN_DEPTH]
+            # a bypass at its high-water mark is full by definition and holds conv2's latency: keep it
+            full = [e for e in depths if e not in bypass and r.fifo_max[e] >= depths[e] and depths[e] > MIN_DEPTH]
             if not full:
                 break
             half = {e: (max(MIN_DEPTH, depths[e] // 2) if e in full else depths[e]) for e in depths}

@@ -100,6 +100,9 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
         else:
             rec["finn_lut"] = int(inst.lut_estimation(fpga_part))
             rec["finn_bram36"] = inst.bram_estimation(fpga_part) / 2.0
+        if u.kind.endswith("/bdnn_rtl"):  # the project op's own analytical model (what --rtl-only folds with)
+            from ..rtl.ops import project_lut_estimate
+            rec["model_lut"] = project_lut_estimate(model.get_node_from_name(u.node), fpga_part)
         units[u.node if not u.kind.endswith("/bdnn_rtl") else u.node + "/bdnn_rtl"] = rec
     finn_units = {k: u for k, u in units.items() if not u["kind"].endswith("/bdnn_rtl")}
     ours = {k: u for k, u in units.items() if u["kind"].endswith("/bdnn_rtl")}

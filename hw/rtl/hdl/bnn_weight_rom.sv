@@ -15,8 +15,8 @@
 module bnn_weight_rom #(
 	int unsigned  WIDTH = 8,
 	int unsigned  DEPTH = 2,
-	parameter     INIT_FILE = "",
-	parameter     RAM_STYLE = "auto"
+	parameter string  INIT_FILE = "",
+	parameter string  RAM_STYLE = "auto"
 )(
 	input	logic  clk,
 	input	logic  rst_n,

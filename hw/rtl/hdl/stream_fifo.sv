@@ -3,9 +3,11 @@
 // limit caps the occupancy (1..DEPTH): a synthesized design ties it to DEPTH (constant-folded away);
 // the FIFO-sizing simulation drives it from a run-time setting, so one compiled simulator with
 // deep FIFOs tries every candidate depth (a FIFO capped at L behaves exactly like one of depth L).
+// RAM_STYLE ("auto", "block", "distributed") is passed to synthesis as the memory's ram_style.
 module stream_fifo #(
 	int unsigned  WIDTH = 8,
-	int unsigned  DEPTH = 2
+	int unsigned  DEPTH = 2,
+	parameter string  RAM_STYLE = "auto"
 )(
 	input	logic  clk,
 	input	logic  rst_n,
@@ -24,13 +26,11 @@ module stream_fifo #(
 );
 	localparam int unsigned  A = DEPTH > 1 ? $clog2(DEPTH) : 1;
 	localparam int unsigned  C = $clog2(DEPTH+1);
-	logic [WIDTH-1:0]  mem [DEPTH];
 	logic [A-1:0]  rd, wr;
 	logic [C-1:0]  count;
 	assign  in_tready = (count < limit);
 	assign  cur_count = count;
 	assign  out_tvalid = (count != 0);
-	assign  out_tdata = mem[rd];
 	wire  push = in_tvalid && in_tready;
 	wire  pop = out_tvalid && out_tready;
 	always_ff @(posedge clk) begin
@@ -41,13 +41,27 @@ module stream_fifo #(
 			max_count <= '0;
 		end
 		else begin
-			if (push) begin
-				mem[wr] <= in_tdata;
-				wr <= (wr == A'(DEPTH-1)) ? '0 : wr + 1;
-			end
+			if (push) wr <= (wr == A'(DEPTH-1)) ? '0 : wr + 1;
 			if (pop) rd <= (rd == A'(DEPTH-1)) ? '0 : rd + 1;
 			count <= count + C'(push) - C'(pop);
 			if (count + C'(push) - C'(pop) > max_count) max_count <= count + C'(push) - C'(pop);
 		end
+	end
+
+	// storage: one branch per style (the attribute must be a literal on the memory itself)
+	if (RAM_STYLE == "distributed") begin : g_lutram
+		(* ram_style = "distributed" *) logic [WIDTH-1:0]  mem [DEPTH];
+		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
+		assign  out_tdata = mem[rd];
+	end
+	else if (RAM_STYLE == "block") begin : g_bram
+		(* ram_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
+		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
+		assign  out_tdata = mem[rd];
+	end
+	else begin : g_auto
+		logic [WIDTH-1:0]  mem [DEPTH];
+		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
+		assign  out_tdata = mem[rd];
 	end
 endmodule

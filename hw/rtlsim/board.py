@@ -124,7 +124,7 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
         project["model_vs_yosys"][kind] = {"units": len(us), "yosys_lut": y, "model_lut": m,
                                            "model_over_yosys": m / y if y else None}
     return {"ran": True, "tool": yosys_version(), "family": family, "units": units, "errors": errors, "project_rtl": project,
-            "totals": tot, "finn_bram36_total": sum(u["finn_bram36"] for u in units.values()),
+            "totals": tot, "finn_bram36_total": sum(u["finn_bram36"] for u in finn_units.values()),
             "rtl_node_lut": finn_lut_same, "rtl_node_finn_lut": finn_lut, "seconds": time.perf_counter() - t0}
 
 

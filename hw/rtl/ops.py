@@ -101,6 +101,16 @@ class _as_finn_mvau:
         return False
 
 
+def lutram_luts(width: int, depth: int) -> int:
+    """LUTs of a simple dual-port LUTRAM as 7-series/UltraScale+ pack it: RAM32M (32 x 6 bits in 4
+    LUTs) up to 32 deep, RAM64M (64 x 3 bits in 4 LUTs) per 64 rows beyond."""
+    if depth <= 1:
+        return 0
+    if depth <= 32:
+        return 4 * math.ceil(width / 6)
+    return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
+
+
 @register_custom_op
 class MVAU_bdnn_rtl(_ProjectRTL, MVAU):
     """Binary XNOR (or UINT x INT2 first-layer) matrix-vector unit, ``hdl/bnn_mvau.sv``."""
@@ -133,14 +143,15 @@ class MVAU_bdnn_rtl(_ProjectRTL, MVAU):
         return intf
 
     def lut_estimation(self, fpgapart):
-        """XNOR lanes and popcount/adder trees per PE, an accumulator per PE, control."""
+        """XNOR (or add/subtract) lanes with their popcount trees, an accumulator per PE, control,
+        and the input replay buffer (MW inputs, LUTRAM). Coefficients fitted to yosys on BDNN4's
+        units (report.md compares the two per build)."""
         pe, simd = self.get_nodeattr("PE"), self.get_nodeattr("SIMD")
+        mw = self.get_nodeattr("MW")
         acc = self.get_accumulator_datatype().bitwidth()
-        if self.get_nodeattr("binaryXnorMode"):
-            lanes = pe * simd * 1.2           # XNOR folded into 6:3 compressors
-        else:
-            lanes = pe * simd * self.get_input_datatype(0).bitwidth() * 1.1   # add/subtract per lane
-        return int(math.ceil(lanes + pe * acc * 2 + 40))
+        in_bits = 1 if self.get_nodeattr("binaryXnorMode") else self.get_input_datatype(0).bitwidth()
+        lanes = pe * simd * (2.1 if in_bits == 1 else in_bits * 1.1)
+        return int(math.ceil(lanes + pe * acc * 2 + 50 + lutram_luts(simd * in_bits, mw // simd)))
 
     def dsp_estimation(self, fpgapart):
         return 0

@@ -129,7 +129,7 @@ def evidence_section(s: dict) -> str:
         out += [f"yosys `synth_xilinx -family {wh.get('family', 'xc7')}` of the whole stitched design: **{wh['lut']:,} LUT** ({wh['lutram']:,} LUTRAM/SRL), "
                 f"{wh['ff']:,} FF, **{wh['bram36']:g} BRAM36**, {wh['dsp']} DSP; budget {wh['lut_budget']:,} LUT / "
                 f"{wh['bram36_budget']} BRAM36 -> fits: **{wh['fits']}** (FINN's estimate: {s['lut']:,} LUT, {s['bram36']:g} BRAM36). "
-                f"{wh['seconds']:.0f} s."]
+                f"{wh['seconds']:.0f} s." + (f" Note: {wh['family_note']}." if wh.get("family_note") else "")]
     elif wh.get("ran"):
         out.append(f"yosys of the whole design FAILED: {wh['error']}")
     else:

@@ -198,7 +198,8 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
         t0 = time.perf_counter()
         try:
             r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600, family=board.synth_family)
-            whole = {"ran": True, "tool": yosys_version(), "family": board.synth_family,
+            whole = {"ran": True, "tool": yosys_version(), "family": r["family"],
+                     **({"family_note": r["family_note"]} if "family_note" in r else {}),
                      **{k: r[k] for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")},
                      "fits": bool(r["lut"] <= board.lut_limit * board.lut and r["bram36"] <= board.bram_limit * board.bram36
                                   and r["dsp"] <= board.dsp),

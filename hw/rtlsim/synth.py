@@ -80,10 +80,28 @@ def count_cells(cells: dict[str, int]) -> dict:
             "bram36": bram36, "dsp": dsp, "carry4": cells.get("CARRY4", 0) + cells.get("CARRY8", 0), "cells": cells}
 
 
+# yosys 0.70's UltraScale+ LUTRAM map rejects some memory shapes ("invalid OPTION_ABITS/WIDTH
+# combination" in lutrams_xc5v_map.v); such a unit is counted with 7-series cells instead, and says so.
+FALLBACK_FAMILY = {"xcup": "xc7"}
+_FALLBACK_ERRORS = ("invalid OPTION_ABITS/WIDTH combination",)
+
+
 def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800,
                family: str = FAMILY) -> dict:
     """Synthesize one unit for ``family`` (synth_xilinx's: xc7, xcup, ...); returns the counts (see
-    ``count_cells``), cached by content."""
+    ``count_cells``) and the family they were counted in, cached by content. A known yosys mapping
+    failure of ``family`` falls back to ``FALLBACK_FAMILY`` with the reason in ``family_note``."""
+    try:
+        return _synthesize(top, files, run_dir, timeout, family)
+    except SynthError as e:
+        fb = FALLBACK_FAMILY.get(family)
+        if fb is None or not any(m in str(e) for m in _FALLBACK_ERRORS):
+            raise
+        res = _synthesize(top, files, run_dir, timeout, fb)
+        return {**res, "family_note": f"-family {family} failed ({str(e).splitlines()[-1][:160]}); counted as {fb}"}
+
+
+def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, family: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
         t = Path(t)
         names = _stage(list(files), run_dir, t)

@@ -67,12 +67,29 @@ def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, see
     return StitchedRun(outs, per_crop, int(ends[0]), int(r.cycles), secs, fifo_max)
 
 
+PASS_THROUGH = ("StreamingDataWidthConverter",)  # nodes that only re-pack a stream (no buffering of note)
+
+
 def _bypass_edges(model, design: StitchedDesign) -> set[str]:
-    """Edges from a stream fork straight into a concat: the dense blocks' bypass, which must hold
-    the other branch's (conv2's) latency."""
+    """The dense blocks' bypass: every edge on a path from a stream fork into a concat through
+    width converters only (Ultra96 foldings put a converter on it). Together they must hold the
+    other branch's (conv2's) latency."""
     ops = {n.name: n.op_type for n in model.graph.node}
-    return {e.name for e in design.edges if e.src and e.dst and ops[e.src[0]].startswith("DuplicateStreams")
-            and ops[e.dst[0]].startswith("StreamingConcat")}
+    out_edges: dict[str, list] = {}
+    for e in design.edges:
+        if e.src:
+            out_edges.setdefault(e.src[0], []).append(e)
+    found: set[str] = set()
+    for e in design.edges:
+        if not (e.src and ops[e.src[0]].startswith("DuplicateStreams")):
+            continue
+        path, cur = [e], e
+        while cur.dst and ops[cur.dst[0]].startswith(PASS_THROUGH) and len(out_edges.get(cur.dst[0], [])) == 1:
+            cur = out_edges[cur.dst[0]][0]
+            path.append(cur)
+        if cur.dst and ops[cur.dst[0]].startswith("StreamingConcat"):
+            found |= {p.name for p in path}
+    return found
 
 
 UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)

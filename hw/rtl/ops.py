@@ -143,15 +143,18 @@ class MVAU_bdnn_rtl(_ProjectRTL, MVAU):
         return intf
 
     def lut_estimation(self, fpgapart):
-        """XNOR (or add/subtract) lanes with their popcount trees, an accumulator per PE, control,
-        and the input replay buffer (MW inputs, LUTRAM). Coefficients fitted to yosys on BDNN4's
-        units (report.md compares the two per build)."""
+        """Per lane: XNOR + popcount tree + the input select (fresh input or replay buffer), or for
+        the first layer an add/subtract of the pixel into the accumulator-wide adder tree; an
+        accumulator per PE; control; the replay buffer (MW inputs, LUTRAM when SF > 1). Coefficients
+        fitted to yosys on BDNN4's units of both boards' foldings (report.md compares per build)."""
         pe, simd = self.get_nodeattr("PE"), self.get_nodeattr("SIMD")
-        mw = self.get_nodeattr("MW")
+        sf = self.get_nodeattr("MW") // simd
         acc = self.get_accumulator_datatype().bitwidth()
-        in_bits = 1 if self.get_nodeattr("binaryXnorMode") else self.get_input_datatype(0).bitwidth()
-        lanes = pe * simd * (2.1 if in_bits == 1 else in_bits * 1.1)
-        return int(math.ceil(lanes + pe * acc * 2 + 50 + lutram_luts(simd * in_bits, mw // simd)))
+        xnor = bool(self.get_nodeattr("binaryXnorMode"))
+        in_bits = 1 if xnor else self.get_input_datatype(0).bitwidth()
+        lanes = pe * simd * (2.9 if xnor else 3.5 * acc)
+        replay = lutram_luts(simd * in_bits, sf) if sf > 1 else 0
+        return int(math.ceil(lanes + pe * acc * 2 + 30 + replay))
 
     def dsp_estimation(self, fpgapart):
         return 0

@@ -14,7 +14,6 @@ sizing search compiles one design and tries every candidate depth on it.
 """
 from __future__ import annotations
 
-import math
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -31,21 +30,6 @@ TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
 MIN_DEPTH = 2
 WEIGHT_MEMORIES = ("rom", "memstream")
-# (depth, width) aspect ratios of a RAMB36 (36 kbit) and a RAMB18 (half a BRAM36) in simple dual port
-_BRAM_SHAPES = [(1.0, d, w) for d, w in ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))] + \
-               [(0.5, d, w) for d, w in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))]
-LUTRAM_MAX_DEPTH = 64
-
-
-def fifo_ram_style(width: int, depth: int) -> str:
-    """A FIFO's storage: BRAM when it is deeper than LUTRAM_MAX_DEPTH and fills at least half of the
-    BRAM36s it would occupy (what the Ultra96's LUT-bound designs need: a 2048-deep byte FIFO is ~400
-    LUTs as LUTRAM, half a BRAM36 as BRAM); otherwise (shallow, or wide and shallow) the synthesis
-    tool chooses (LUTRAM or flip-flops)."""
-    if depth <= LUTRAM_MAX_DEPTH:
-        return "auto"
-    cost = min(c * math.ceil(width / w) * math.ceil(depth / d) for c, d, w in _BRAM_SHAPES)
-    return "block" if width * depth >= 0.5 * cost * 36 * 1024 else "auto"
 RAM_STYLES = {"auto": "auto", "block": "block", "distributed": "distributed", "ultra": "block"}  # no URAM on these parts
 
 
@@ -298,7 +282,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
                         f"\tassign {e.name}_o_tready = out0_V_TREADY;")
         body.append(f"\tlogic [$clog2({e.depth}+1)-1:0]  {e.name}_cnt, {e.name}_now;\n\tassign {e.name}_max = 32'({e.name}_cnt);\n"
                     f"\tassign {e.name}_cur = 32'({e.name}_now);\n"
-                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth}), .RAM_STYLE(\"{fifo_ram_style(e.width, e.depth)}\")) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
+                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
                     f"\t\t.in_tdata({e.name}_i_tdata), .in_tvalid({e.name}_i_tvalid), .in_tready({e.name}_i_tready),\n"
                     f"\t\t.out_tdata({e.name}_o_tdata), .out_tvalid({e.name}_o_tvalid), .out_tready({e.name}_o_tready),\n"
                     f"\t\t.max_count({e.name}_cnt), .cur_count({e.name}_now));")

@@ -3,11 +3,9 @@
 // limit caps the occupancy (1..DEPTH): a synthesized design ties it to DEPTH (constant-folded away);
 // the FIFO-sizing simulation drives it from a run-time setting, so one compiled simulator with
 // deep FIFOs tries every candidate depth (a FIFO capped at L behaves exactly like one of depth L).
-// RAM_STYLE ("auto", "block", "distributed") is passed to synthesis as the memory's ram_style.
 module stream_fifo #(
 	int unsigned  WIDTH = 8,
-	int unsigned  DEPTH = 2,
-	parameter string  RAM_STYLE = "auto"
+	int unsigned  DEPTH = 2
 )(
 	input	logic  clk,
 	input	logic  rst_n,
@@ -48,20 +46,8 @@ module stream_fifo #(
 		end
 	end
 
-	// storage: one branch per style (the attribute must be a literal on the memory itself)
-	if (RAM_STYLE == "distributed") begin : g_lutram
-		(* ram_style = "distributed" *) logic [WIDTH-1:0]  mem [DEPTH];
-		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
-		assign  out_tdata = mem[rd];
-	end
-	else if (RAM_STYLE == "block") begin : g_bram
-		(* ram_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
-		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
-		assign  out_tdata = mem[rd];
-	end
-	else begin : g_auto
-		logic [WIDTH-1:0]  mem [DEPTH];
-		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
-		assign  out_tdata = mem[rd];
-	end
+	// storage (the tool chooses: the asynchronous read keeps it out of BRAM, see README)
+	logic [WIDTH-1:0]  mem [DEPTH];
+	always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
+	assign  out_tdata = mem[rd];
 endmodule

@@ -107,6 +107,24 @@ def test_a_starved_unit_reports_a_deadlock_instead_of_hanging(tiny_codegen):
         simulate(u.unit, [beats[: len(beats) // 2]], [output_beats(inst)], idle_limit=2000)
 
 
+def test_a_paced_input_offers_beats_no_faster_than_its_period(tiny_codegen):
+    """``pace_in0`` (the FIFO sizing's source at the design's own rate): same outputs, and the
+    last input beat cannot enter before cycle (beats - 1) * period."""
+    from bdnn_hw.rtlsim.harness import simulate
+    from bdnn_hw.rtlsim.units import output_beats, pack_input, rtl_units
+    from qonnx.custom_op.registry import getCustomOp
+    _, model = tiny_codegen
+    u = next(u for u in rtl_units(model) if u.kind == "FMPadding_rtl")
+    inst = getCustomOp(model.get_node_from_name(u.node))
+    beats = pack_input(inst, 0, np.random.default_rng(1).integers(0, 256, inst.get_normal_input_shape()).astype(np.float32))
+    free = simulate(u.unit, [beats], [output_beats(inst)])
+    paced = simulate(u.unit, [beats], [output_beats(inst)], pace_in0=7.5)
+    np.testing.assert_array_equal(free.outputs[0], paced.outputs[0])
+    assert paced.cycles >= 7.5 * (len(beats) - 1) > 2 * free.cycles, (free.cycles, paced.cycles, len(beats))
+    with pytest.raises(ValueError, match="pace_in0"):
+        simulate(u.unit, [beats], [output_beats(inst)], pace_in0=-1)
+
+
 def test_yosys_counts_an_rtl_unit(tiny_codegen):
     from bdnn_hw.rtlsim.synth import synthesize
     from bdnn_hw.rtlsim.units import rtl_units

@@ -48,9 +48,11 @@ def _inputs(model, design: StitchedDesign, crops: np.ndarray, weights: dict | No
 
 
 def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, seed: int = 0,
-        idle_limit: int = 200_000, weights: dict | None = None, depths: dict[str, int] | None = None) -> StitchedRun:
+        idle_limit: int = 200_000, weights: dict | None = None, depths: dict[str, int] | None = None,
+        pace: float = 0.0) -> StitchedRun:
     """Stream ``crops`` back to back; ``weights``: a cache of the packed DDR weight streams, shared
-    by the runs of one graph; ``depths``: FIFO depths of a design stitched with run-time limits."""
+    by the runs of one graph; ``depths``: FIFO depths of a design stitched with run-time limits;
+    ``pace``: cycles between input beats (0: as fast as the design accepts them)."""
     from qonnx.custom_op.registry import getCustomOp
     last = getCustomOp(model.graph.node[-1])
     nb = output_beats(last)
@@ -58,7 +60,7 @@ def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, see
     t0 = time.perf_counter()
     r = simulate(unit, _inputs(model, design, crops, weights), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
                  idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600,
-                 settings=design.limits(depths) if design.runtime_limits else None)
+                 settings=design.limits(depths) if design.runtime_limits else None, pace_in0=pace)
     secs = time.perf_counter() - t0
     ends = r.stats["beat_cycles"][nb - 1::nb]
     outs = np.stack([unpack_output(last, 0, w) for w in r.outputs[0].reshape(len(crops), nb, -1)])
@@ -94,6 +96,9 @@ def _bypass_edges(model, design: StitchedDesign) -> set[str]:
 
 UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)
 HALVING_ROUNDS = 4
+# A source 3 % faster than the design: upstream FIFOs no longer fill just because the input runs
+# ahead of the slowest layer, so high-water marks show what rate mismatches inside the design need.
+PACE_MARGIN = 0.97
 
 
 def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memory: str = "rom",
@@ -101,11 +106,15 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     """FIFO depths by simulation, on one compiled design with run-time depth limits.
 
     (1) Every FIFO at its capacity (a crop's beats, capped): the reference outputs and cycles/crop.
-    (2) The dense blocks' bypasses at capacity, every other FIFO at one uniform depth D (2, 8, 32,
-    ...): the smallest D that keeps (1)'s outputs and throughput. (3) Every FIFO shrunk to its
-    high-water mark in (2). (4) The FIFOs still full (a fast producer before a slower consumer fills
-    any depth), bypasses excepted, halved together while that keeps (1)'s throughput. Each step is re-checked and kept
-    only if it passes; if (2) finds no D, the high-water marks of (1) (FINN's conservative rule)."""
+    (2) The same with the input paced just faster than (1)'s rate; every FIFO at its high-water
+    mark there (then twice that). A source as fast as the design accepts fills every FIFO before
+    the slowest layer whatever its depth, so the unpaced marks only measure that run-ahead.
+    Otherwise: (3) the dense blocks' bypasses at capacity, every other FIFO at one uniform depth D
+    (2, 8, 32, ...): the smallest D that keeps (1)'s outputs and throughput; (4) every FIFO shrunk
+    to its high-water mark in (3); (5) the FIFOs still full, bypasses excepted, halved together
+    while that keeps (1)'s throughput; if (3) finds no D, the high-water marks of (1) (FINN's
+    conservative rule). Every candidate is checked with the input unpaced, as on the board (the
+    DMA streams as fast as accepted), and kept only if it passes."""
     work = Path(work)
     cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
     weights = {} if weights is None else weights
@@ -130,6 +139,33 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
         return {e: max(MIN_DEPTH, min(cap[e], r.fifo_max[e])) for e in cap}
 
     depths, r, strategy = None, None, None
+    pace = PACE_MARGIN * r_deep.cycles_per_crop / design.edges[0].beats_per_crop
+    r_paced = run(model, design, crops, weights=weights, depths=cap, pace=pace)
+    tried["deep, input paced"] = r_paced.cycles_per_crop
+    if not np.array_equal(r_paced.outputs, r_deep.outputs):
+        raise SimError("the paced deep run's outputs differ from the unpaced one's (input handling broken)")
+    for k in (1, 2):
+        cand = {e: max(MIN_DEPTH, min(cap[e], k * r_paced.fifo_max[e])) for e in cap}
+        name = "paced high-water marks" + (f" x{k}" if k > 1 else "")
+        r = attempt(name, cand)
+        if r is not None:
+            depths, strategy = cand, name
+            break
+    if depths is None:
+        depths, r, strategy = _uniform_then_shrink(cap, bypass, r_deep, attempt, high_water, tried)
+    sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights)
+    rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
+           "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
+           "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
+           "bypass_depths": {e: depths[e] for e in sorted(bypass)},
+           "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",
+                              "width": e.width, "depth": depths[e.name]} for e in sized.edges}}
+    return sized, rec
+
+
+def _uniform_then_shrink(cap, bypass, r_deep, attempt, high_water, tried):
+    """Steps (3)-(5) of ``size_fifos``."""
+    depths, r, strategy = None, None, None
     for d in UNIFORM_DEPTHS:
         uni = {e: (cap[e] if e in bypass else max(MIN_DEPTH, min(d, cap[e]))) for e in cap}
         r = attempt(f"uniform{d}", uni)
@@ -140,29 +176,22 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
         depths, r, strategy = high_water(r_deep), r_deep, "high-water marks of the all-deep run"
         if attempt("deep high-water marks", depths) is None:
             raise SimError(f"FIFO sizing failed (cycles/crop per attempt: {tried})")
-    else:
-        hw = high_water(r)
-        r_hw = attempt("high-water marks", hw)
-        if r_hw is not None:
-            depths, r, strategy = hw, r_hw, strategy + ", shrunk to high-water marks"
-        for k in range(HALVING_ROUNDS):
-            # a bypass at its high-water mark is full by definition and holds conv2's latency: keep it
-            full = [e for e in depths if e not in bypass and r.fifo_max[e] >= depths[e] and depths[e] > MIN_DEPTH]
-            if not full:
-                break
-            half = {e: (max(MIN_DEPTH, depths[e] // 2) if e in full else depths[e]) for e in depths}
-            r_half = attempt(f"halve full FIFOs {k + 1}", half)
-            if r_half is None:
-                break
-            depths, r, strategy = half, r_half, strategy + f", full FIFOs halved x{k + 1}"
-    sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights)
-    rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
-           "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
-           "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
-           "bypass_depths": {e: depths[e] for e in sorted(bypass)},
-           "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",
-                              "width": e.width, "depth": depths[e.name]} for e in sized.edges}}
-    return sized, rec
+        return depths, r, strategy
+    hw = high_water(r)
+    r_hw = attempt("high-water marks", hw)
+    if r_hw is not None:
+        depths, r, strategy = hw, r_hw, strategy + ", shrunk to high-water marks"
+    for k in range(HALVING_ROUNDS):
+        # a bypass at its high-water mark is full by definition and holds conv2's latency: keep it
+        full = [e for e in depths if e not in bypass and r.fifo_max[e] >= depths[e] and depths[e] > MIN_DEPTH]
+        if not full:
+            break
+        half = {e: (max(MIN_DEPTH, depths[e] // 2) if e in full else depths[e]) for e in depths}
+        r_half = attempt(f"halve full FIFOs {k + 1}", half)
+        if r_half is None:
+            break
+        depths, r, strategy = half, r_half, strategy + f", full FIFOs halved x{k + 1}"
+    return depths, r, strategy
 
 
 def finn_fifo_config(model, design: StitchedDesign, clk_ns: float, fpga_part: str) -> dict:

@@ -147,6 +147,8 @@ int main(int argc, char** argv) {
     bool done = false;
     long long after = -1;
     std::vector<long long> beat_cycles;
+    // input 0 paced (beat k not before cycle k * period): a source at the design's own rate
+    const long long pace0 = getenv("BDNN_SIM_PACE0_MILLI") ? atoll(getenv("BDNN_SIM_PACE0_MILLI")) : 0;
     while (true) {
         // drive (clock low): a pending beat stays valid and stable until accepted
 @DRIVE@
@@ -193,8 +195,9 @@ int main(int argc, char** argv) {
 def _render(unit: Unit) -> str:
     drive, sample = [], []
     for i, s in enumerate(unit.inputs):
+        pace = " && (pace0 == 0 || cycle * 1000 >= (long long)in[0].idx * pace0)" if i == 0 else ""
         drive.append(f"""        if (!in[{i}].pending) {{
-            if (in[{i}].idx < in[{i}].n && pct(rng) >= stall_in) {{ setp(top.{s.data}, &in[{i}].w[in[{i}].idx * in[{i}].nw], in[{i}].nw); top.{s.valid} = 1; in[{i}].pending = true; }}
+            if (in[{i}].idx < in[{i}].n && pct(rng) >= stall_in{pace}) {{ setp(top.{s.data}, &in[{i}].w[in[{i}].idx * in[{i}].nw], in[{i}].nw); top.{s.valid} = 1; in[{i}].pending = true; }}
             else top.{s.valid} = 0;
         }}""")
         sample.append(f"""        if (top.{s.valid} && top.{s.ready}) {{ ++in[{i}].idx; in[{i}].pending = false; progress = true; }}""")
@@ -308,14 +311,17 @@ def from_words(arr: np.ndarray, width: int) -> list[int]:
 def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *, seed: int = 0,
              stall_in: int = 0, stall_out: int = 0, idle_limit: int = 100_000,
              extra_cycles: int = 0, timeout: int = 3600, record_beat_cycles: bool = False,
-             settings: dict[str, int] | None = None) -> SimResult:
+             settings: dict[str, int] | None = None, pace_in0: float = 0.0) -> SimResult:
     """Run ``unit`` on input beats ((beats, nwords) uint32 per stream, see ``to_words``); returns
     the first ``expected_beats[o]`` beats of each output in the same form.
 
     ``stall_in``/``stall_out``: percent of cycles an input withholds TVALID / an output drops
     TREADY. ``extra_cycles``: keep running (TREADY high) after the last expected beat and count
     any further beats as ``extra_beats`` (0 for units that stream forever, like memstream).
-    ``settings``: a value for every one of ``unit.settings`` (run-time configuration ports)."""
+    ``settings``: a value for every one of ``unit.settings`` (run-time configuration ports).
+    ``pace_in0``: input 0 offers beat k no earlier than cycle k * pace_in0 (0: as fast as accepted)."""
+    if pace_in0 < 0:
+        raise ValueError(f"pace_in0 must be >= 0 cycles per beat, got {pace_in0}")
     if sorted(settings or {}) != sorted(unit.settings):
         raise ValueError(f"{unit.top}: settings {sorted(unit.settings)} expected, got {sorted(settings or {})}")
     if len(inputs) != len(unit.inputs) or len(expected_beats) != len(unit.outputs):
@@ -340,6 +346,8 @@ def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *,
         env = dict(os.environ)
         if record_beat_cycles:
             env["BDNN_SIM_BEAT_CYCLES"] = str(t / "beats.cyc")
+        if pace_in0:
+            env["BDNN_SIM_PACE0_MILLI"] = str(int(round(pace_in0 * 1000)))
         if unit.settings:
             np.array([settings[n] for n in unit.settings], dtype="<u4").tofile(t / "settings.bin")
             env["BDNN_SIM_SETTINGS"] = str(t / "settings.bin")

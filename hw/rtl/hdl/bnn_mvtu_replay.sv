@@ -1,0 +1,236 @@
+// Binary matrix-vector-threshold unit that reuses every external weight word across a batch.
+//
+// FINN's external-weight MVAU needs the whole weight matrix once per output pixel of every crop
+// (reps = OFM_DIM^2): a 3x3 conv on a 5x5 map re-reads it 25 times per crop. This unit keeps the
+// layer's (padded) input map of B crops on chip and makes the windows itself, so each weight word
+// (PE x SIMD bits, FINN's weight stream order: neuron fold nf major, synapse fold sf minor) arrives
+// once per batch and is applied to all B * OFM_DIM^2 windows before the next one is taken:
+// DDR traffic per crop = matrix / B. A fully connected layer is the case IFM_DIM = K = OFM_DIM = 1.
+//
+// Per batch (B crops):
+//   fill    : B * IFM_DIM^2 * CF input beats (SIMD channels each, pixel-major, CF = C / SIMD)
+//             into one bank of a ping-pong input buffer (block RAM), while the other is computed;
+//   compute : for nf, for sf = (ky, kx, cf), for every window j = (b, oy, ox): one cycle;
+//             popcounts accumulate per window in a small LUT RAM (B * OFM_DIM^2 x PE accumulators);
+//             at the last sf the PE sums are compared with the thresholds (out = sum >= T, FINN's
+//             single-step Thresholding) and the PE output bits stored in a ping-pong output buffer;
+//   drain   : the output buffer in FINN's MVAU order (window-major, nf minor; PE bits per beat).
+// Cycles per batch: NF * SF * B * OFM_DIM^2 (the same steps as FINN's MVAU, reordered), fill and
+// drain overlapped. Stride 1; SIMD must divide C (a word never spans two pixels).
+module bnn_mvtu_replay #(
+	int unsigned  C = 64,            // input channels per pixel
+	int unsigned  IFM_DIM = 7,       // input map side, padding included
+	int unsigned  K = 3,
+	int unsigned  OFM_DIM = 5,
+	int unsigned  MH = 64,
+	int unsigned  SIMD = 8,
+	int unsigned  PE = 4,
+	int unsigned  B = 5,             // crops per batch: each weight word is used B * OFM_DIM^2 times
+	int unsigned  T_BITS = 16,       // unsigned thresholds, clipped to [0, MW + 1]
+	parameter string  THRESH_FILE = "",   // NF lines of PE thresholds, lane 0 in the low bits (hex)
+	int unsigned  IN_WIDTH = ((SIMD+7)/8)*8,
+	int unsigned  W_WIDTH = ((PE*SIMD+7)/8)*8,
+	int unsigned  OUT_WIDTH = ((PE+7)/8)*8
+)(
+	input	logic  clk,
+	input	logic  rst_n,
+
+	input	logic [IN_WIDTH-1:0]  in_tdata,
+	input	logic  in_tvalid,
+	output	logic  in_tready,
+
+	input	logic [W_WIDTH-1:0]  w_tdata,
+	input	logic  w_tvalid,
+	output	logic  w_tready,
+
+	output	logic [OUT_WIDTH-1:0]  out_tdata,
+	output	logic  out_tvalid,
+	input	logic  out_tready
+);
+	localparam int unsigned  CF = C / SIMD;
+	localparam int unsigned  MW = K * K * C;
+	localparam int unsigned  NF = MH / PE;
+	localparam int unsigned  NPIX = IFM_DIM * IFM_DIM;
+	localparam int unsigned  JN = B * OFM_DIM * OFM_DIM;        // windows per batch
+	localparam int unsigned  IB_DEPTH = B * NPIX * CF;          // words per input bank
+	localparam int unsigned  OB_DEPTH = JN * NF;                // words per output bank
+	localparam int unsigned  ACC_BITS = $clog2(MW + 1);
+	localparam int unsigned  IA_BITS = $clog2(2 * IB_DEPTH);
+	localparam int unsigned  OA_BITS = $clog2(2 * OB_DEPTH);
+	localparam int unsigned  J_BITS = JN > 1 ? $clog2(JN) : 1;
+	// loop counter widths and last values
+	localparam int unsigned  OW = OFM_DIM > 1 ? $clog2(OFM_DIM) : 1;
+	localparam int unsigned  BW = B > 1 ? $clog2(B) : 1;
+	localparam int unsigned  CW = CF > 1 ? $clog2(CF) : 1;
+	localparam int unsigned  KW = K > 1 ? $clog2(K) : 1;
+	localparam int unsigned  NW = NF > 1 ? $clog2(NF) : 1;
+	localparam logic [OW-1:0]  O_LAST = OW'(OFM_DIM - 1);
+	localparam logic [BW-1:0]  B_LAST = BW'(B - 1);
+	localparam logic [CW-1:0]  C_LAST = CW'(CF - 1);
+	localparam logic [KW-1:0]  K_LAST = KW'(K - 1);
+	localparam logic [NW-1:0]  N_LAST = NW'(NF - 1);
+
+	initial begin
+		if (C % SIMD != 0 || MH % PE != 0) $error("bnn_mvtu_replay: SIMD must divide C and PE must divide MH");
+		if (IFM_DIM != OFM_DIM + K - 1) $error("bnn_mvtu_replay: IFM_DIM must be OFM_DIM + K - 1 (stride 1, padding in the input)");
+		if (T_BITS < $clog2(MW + 2)) $error("bnn_mvtu_replay: T_BITS must hold MW + 1");
+	end
+
+	// ---- input buffer: two banks of B padded maps (synchronous read: block RAM) ---------------
+	logic [SIMD-1:0]  ib [2 * IB_DEPTH];
+	logic [1:0]  ib_full;
+	logic  fbank;
+	logic [IA_BITS-1:0]  fcnt;
+	assign  in_tready = !ib_full[fbank];
+	wire  fill = in_tvalid && in_tready;
+	wire  fill_last = fill && (fcnt == IA_BITS'(IB_DEPTH - 1));
+	always_ff @(posedge clk) begin
+		if (fill) ib[IA_BITS'(fbank ? IB_DEPTH : 0) + fcnt] <= in_tdata[SIMD-1:0];
+	end
+
+	// ---- stage 0: loop counters, input-buffer read, weight word ------------------------------
+	logic  cbank, cob;                          // input bank being computed, output bank being written
+	logic [OW-1:0]  ox, oy;
+	logic [BW-1:0]  b;
+	logic [CW-1:0]  cf;
+	logic [KW-1:0]  kx, ky;
+	logic [NW-1:0]  nf;
+	logic [J_BITS-1:0]  j;
+	logic [1:0]  ob_full;
+
+	wire  j_last = (ox == O_LAST) && (oy == O_LAST) && (b == B_LAST);
+	wire  sf_first = (cf == 0) && (kx == 0) && (ky == 0);
+	wire  sf_last = (cf == C_LAST) && (kx == K_LAST) && (ky == K_LAST);
+	wire  batch_last = j_last && sf_last && (nf == N_LAST);
+	wire  go = ib_full[cbank] && !ob_full[cob] && w_tvalid;
+	assign  w_tready = go && j_last;
+
+	wire [IA_BITS-1:0]  raddr = IA_BITS'(cbank ? IB_DEPTH : 0) + IA_BITS'(b) * IA_BITS'(NPIX * CF)
+	                          + ((IA_BITS'(oy) + IA_BITS'(ky)) * IA_BITS'(IFM_DIM) + IA_BITS'(ox) + IA_BITS'(kx)) * IA_BITS'(CF) + IA_BITS'(cf);
+	logic [SIMD-1:0]  q;
+	always_ff @(posedge clk) begin
+		if (go) q <= ib[raddr];
+	end
+
+	// ---- stage 1: XNOR-popcount, accumulate, threshold ---------------------------------------
+	logic  v1, first1, last1, blast1, cbank1, cob1;
+	logic [J_BITS-1:0]  j1;
+	logic [NW-1:0]  nf1;
+	logic [PE*SIMD-1:0]  w1;
+
+	logic [PE*ACC_BITS-1:0]  acc [JN];
+	logic [PE*T_BITS-1:0]  thr [NF];
+	initial if (THRESH_FILE != "") $readmemh(THRESH_FILE, thr);
+
+	logic [PE*ACC_BITS-1:0]  sums;
+	logic [PE-1:0]  obits;
+	always_comb begin
+		for (int unsigned p = 0; p < PE; p++) begin
+			logic [ACC_BITS-1:0]  s;
+			s = first1 ? '0 : acc[j1][p*ACC_BITS +: ACC_BITS];
+			for (int unsigned i = 0; i < SIMD; i++) begin
+				logic  match;
+				match = q[i] ~^ w1[p*SIMD + i];
+				s += ACC_BITS'(match);
+			end
+			sums[p*ACC_BITS +: ACC_BITS] = s;
+			obits[p] = T_BITS'(s) >= thr[nf1][p*T_BITS +: T_BITS];
+		end
+	end
+
+	logic [PE-1:0]  ob [2 * OB_DEPTH];
+	wire [OA_BITS-1:0]  waddr_ob = OA_BITS'(cob1 ? OB_DEPTH : 0) + OA_BITS'(j1) * OA_BITS'(NF) + OA_BITS'(nf1);
+	always_ff @(posedge clk) begin
+		if (v1) begin
+			if (last1) ob[waddr_ob] <= obits;
+			else acc[j1] <= sums;
+		end
+	end
+
+	// ---- drain: output buffer -> 2-entry output queue ----------------------------------------
+	logic  dbank, rd1;
+	logic [OA_BITS-1:0]  dcnt;
+	logic [PE-1:0]  obq;
+	logic [PE-1:0]  oq [2];
+	logic [1:0]  oq_n;
+	wire  pop = out_tvalid && out_tready;
+	wire  issue = ob_full[dbank] && (32'(oq_n) + 32'(rd1) - 32'(pop) < 2);
+	wire  issue_last = issue && (dcnt == OA_BITS'(OB_DEPTH - 1));
+	always_ff @(posedge clk) begin
+		if (issue) obq <= ob[OA_BITS'(dbank ? OB_DEPTH : 0) + dcnt];
+	end
+	assign  out_tvalid = oq_n != 0;
+	always_comb begin
+		out_tdata = '0;
+		out_tdata[PE-1:0] = oq[0];
+	end
+
+	always_ff @(posedge clk) begin
+		if (!rst_n) begin
+			ib_full <= '0;  fbank <= 0;  fcnt <= '0;
+			cbank <= 0;  cob <= 0;  ob_full <= '0;
+			ox <= '0;  oy <= '0;  b <= '0;  cf <= '0;  kx <= '0;  ky <= '0;  nf <= '0;  j <= '0;
+			v1 <= 0;  first1 <= 0;  last1 <= 0;  blast1 <= 0;  cbank1 <= 0;  cob1 <= 0;  j1 <= '0;  nf1 <= '0;
+			dbank <= 0;  rd1 <= 0;  dcnt <= '0;  oq_n <= '0;
+		end
+		else begin
+			// fill
+			if (fill) fcnt <= fill_last ? '0 : fcnt + 1;
+			if (fill_last) fbank <= !fbank;
+
+			// stage 0 -> stage 1
+			v1 <= go;
+			if (go) begin
+				j1 <= j;  nf1 <= nf;  first1 <= sf_first;  last1 <= sf_last;  blast1 <= batch_last;
+				cbank1 <= cbank;  cob1 <= cob;  w1 <= w_tdata[PE*SIMD-1:0];
+				j <= j_last ? '0 : j + 1;
+				if (ox != O_LAST) ox <= ox + 1;
+				else begin
+					ox <= '0;
+					if (oy != O_LAST) oy <= oy + 1;
+					else begin
+						oy <= '0;
+						if (b != B_LAST) b <= b + 1;
+						else begin
+							b <= '0;
+							if (cf != C_LAST) cf <= cf + 1;
+							else begin
+								cf <= '0;
+								if (kx != K_LAST) kx <= kx + 1;
+								else begin
+									kx <= '0;
+									if (ky != K_LAST) ky <= ky + 1;
+									else begin
+										ky <= '0;
+										nf <= (nf == N_LAST) ? '0 : nf + 1;
+									end
+								end
+							end
+						end
+					end
+				end
+				if (batch_last) begin cbank <= !cbank;  cob <= !cob; end
+			end
+
+			// buffer ownership: fill sets, the batch's last step releases; stage 1 hands the
+			// output bank to the drain, the drain's last read frees it
+			for (int unsigned k = 0; k < 2; k++) begin
+				if (fill_last && fbank == k[0]) ib_full[k] <= 1'b1;
+				else if (v1 && blast1 && cbank1 == k[0]) ib_full[k] <= 1'b0;
+				if (v1 && blast1 && cob1 == k[0]) ob_full[k] <= 1'b1;
+				else if (issue_last && dbank == k[0]) ob_full[k] <= 1'b0;
+			end
+
+			// drain
+			rd1 <= issue;
+			if (issue) dcnt <= issue_last ? '0 : dcnt + 1;
+			if (issue_last) dbank <= !dbank;
+			if (pop) oq[0] <= oq[1];
+			if (rd1) begin
+				if (pop) oq[oq_n - 1] <= obq;
+				else oq[oq_n[0]] <= obq;
+			end
+			oq_n <= oq_n + 2'(rd1) - 2'(pop);
+		end
+	end
+endmodule

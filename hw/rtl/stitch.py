@@ -11,6 +11,8 @@ Every edge of the graph goes through a ``stream_fifo`` whose high-water mark is 
 so FIFO depths can be sized by simulation (``size_fifos``). With ``runtime_limits`` each FIFO's
 occupancy cap is a 32-bit top-level input (``<edge>_limit``) set when the simulation starts: the
 sizing search compiles one design and tries every candidate depth on it.
+Where the stitched design keeps its memories is a ``MemoryPolicy``: a board short of LUTs moves deep
+FIFOs (``stream_fifo`` BLOCK = 1, the same cycle behaviour) and large weight ROMs to block RAM.
 """
 from __future__ import annotations
 
@@ -30,6 +32,25 @@ TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
 MIN_DEPTH = 2
 WEIGHT_MEMORIES = ("rom", "memstream")
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """The stitched design's own memory placement, on top of the placement config's ``ram_style``:
+    FIFOs of at least ``fifo_block_min_depth`` entries and weight ROMs of at least
+    ``rom_block_min_bits`` bits in block RAM (None: as the config / the tool decides)."""
+    fifo_block_min_depth: int | None = None
+    rom_block_min_bits: int | None = None
+
+    def fifo_in_block(self, depth: int) -> bool:
+        return self.fifo_block_min_depth is not None and depth >= self.fifo_block_min_depth
+
+    def rom_style(self, configured: str, bits: int) -> str:
+        if self.rom_block_min_bits is not None and bits >= self.rom_block_min_bits:
+            return "block"
+        return RAM_STYLES[configured]
+
+
 RAM_STYLES = {"auto": "auto", "block": "block", "distributed": "distributed", "ultra": "block"}  # no URAM on these parts
 
 
@@ -67,6 +88,7 @@ class StitchedDesign:
     run_dir: Path
     notes: list[str] = field(default_factory=list)
     runtime_limits: bool = False
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
 
     @property
     def settings(self) -> tuple[str, ...]:
@@ -166,22 +188,25 @@ def write_hex(words: np.ndarray, width: int, path: Path) -> None:
     Path(path).write_text("".join("".join(f"{int(x):08x}" for x in row[::-1])[-nd:] + "\n" for row in words))
 
 
-def _weight_rom(model, node, inst, work: Path, wire: str, width: int, cache: dict | None) -> str:
+def _weight_rom(model, node, inst, work: Path, wire: str, width: int, cache: dict | None,
+                memory: MemoryPolicy) -> str:
     from ..rtlsim.units import weight_stream_golden
     words, _ = weight_stream_golden(model, node, inst, cache)
     f = work / f"{node.name}_weights.dat"
     write_hex(words, width, f)
-    style = RAM_STYLES[inst.get_nodeattr("ram_style")]
+    style = memory.rom_style(inst.get_nodeattr("ram_style"), inst.get_nodeattr("MW") * inst.get_nodeattr("MH"))
     return (f"\tbnn_weight_rom #(.WIDTH({width}), .DEPTH({len(words)}), .INIT_FILE(\"{f.resolve()}\"), "
             f".RAM_STYLE(\"{style}\")) {node.name}_wrom (.clk(ap_clk), .rst_n(ap_rst_n),\n"
             f"\t\t.out_tdata({wire}_tdata), .out_tvalid({wire}_tvalid), .out_tready({wire}_tready));")
 
 
 def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limits: bool = False,
-           weight_memory: str = "rom", weights: dict | None = None) -> StitchedDesign:
+           weight_memory: str = "rom", weights: dict | None = None,
+           memory: MemoryPolicy = MemoryPolicy()) -> StitchedDesign:
     """Write the top level (and the project RTL wrappers) into ``work``; ``depths``: each FIFO's
     depth (with ``runtime_limits``: its capacity, the depth used set at run time); ``weights``: a
-    cache of packed weight streams shared by the designs of one graph."""
+    cache of packed weight streams shared by the designs of one graph; ``memory``: which FIFOs and
+    weight ROMs go to block RAM regardless of the placement config."""
     from qonnx.custom_op.registry import getCustomOp
 
     from ..rtlsim.units import rtl_node_unit
@@ -230,7 +255,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
             conns.update(_stream_conns("in1_V", wname))
             mode = inst.get_nodeattr("mem_mode")
             if mode == "internal_decoupled" and weight_memory == "rom":
-                body.append(_weight_rom(model, n, inst, work, wname, wwidth, weights))
+                body.append(_weight_rom(model, n, inst, work, wname, wwidth, weights, memory))
                 rom = str(HDL / "bnn_weight_rom.sv")
                 if rom not in files:
                     files.append(rom)
@@ -282,7 +307,7 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
                         f"\tassign {e.name}_o_tready = out0_V_TREADY;")
         body.append(f"\tlogic [$clog2({e.depth}+1)-1:0]  {e.name}_cnt, {e.name}_now;\n\tassign {e.name}_max = 32'({e.name}_cnt);\n"
                     f"\tassign {e.name}_cur = 32'({e.name}_now);\n"
-                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
+                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth}), .BLOCK({int(memory.fifo_in_block(e.depth))})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
                     f"\t\t.in_tdata({e.name}_i_tdata), .in_tvalid({e.name}_i_tvalid), .in_tready({e.name}_i_tready),\n"
                     f"\t\t.out_tdata({e.name}_o_tdata), .out_tvalid({e.name}_o_tvalid), .out_tready({e.name}_o_tready),\n"
                     f"\t\t.max_count({e.name}_cnt), .cur_count({e.name}_now));")
@@ -298,8 +323,9 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
     import json
     (work / "design.json").write_text(json.dumps({"top": TOP, "files": files, "weight_ports": weight_ports,
                                                   "runtime_limits": runtime_limits, "weight_memory": weight_memory,
+                                                  "memory_policy": memory.__dict__,
                                                   "edges": [e.__dict__ for e in edges]}, indent=1))
-    return StitchedDesign(TOP, files, edges, weight_ports, work, runtime_limits=runtime_limits)
+    return StitchedDesign(TOP, files, edges, weight_ports, work, runtime_limits=runtime_limits, memory=memory)
 
 
 def _declares(path: str, module: str) -> bool:

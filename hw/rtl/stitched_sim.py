@@ -16,7 +16,7 @@ import numpy as np
 
 from ..rtlsim.harness import SimError, simulate
 from ..rtlsim.units import output_beats, pack_input, unpack_output, weight_stream_golden
-from .stitch import MIN_DEPTH, StitchedDesign, graph_edges, prepare_graph, stitch
+from .stitch import MIN_DEPTH, MemoryPolicy, StitchedDesign, graph_edges, prepare_graph, stitch
 
 DEEP_CAP = 1 << 15
 SIZING_TOLERANCE = 0.01
@@ -102,7 +102,7 @@ PACE_MARGIN = 0.97
 
 
 def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memory: str = "rom",
-               weights: dict | None = None) -> tuple[StitchedDesign, dict]:
+               weights: dict | None = None, memory: MemoryPolicy = MemoryPolicy()) -> tuple[StitchedDesign, dict]:
     """FIFO depths by simulation, on one compiled design with run-time depth limits.
 
     (1) Every FIFO at its capacity (a crop's beats, capped): the reference outputs and cycles/crop.
@@ -118,7 +118,8 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     work = Path(work)
     cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
     weights = {} if weights is None else weights
-    design = stitch(model, work / "sizing", cap, runtime_limits=True, weight_memory=weight_memory, weights=weights)
+    design = stitch(model, work / "sizing", cap, runtime_limits=True, weight_memory=weight_memory, weights=weights,
+                    memory=memory)
     progress(f"stitched design: {len(design.edges)} FIFOs, {len(design.files)} source files; sizing FIFOs on {len(crops)} crops")
     r_deep = run(model, design, crops, weights=weights, depths=cap)
     bypass = _bypass_edges(model, design)
@@ -153,10 +154,13 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
             break
     if depths is None:
         depths, r, strategy = _uniform_then_shrink(cap, bypass, r_deep, attempt, high_water, tried)
-    sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights)
+    sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights,
+                   memory=memory)
     rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
            "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
            "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
+           "fifo_bits_in_block_ram": int(sum(depths[e.name] * e.width for e in sized.edges
+                                             if memory.fifo_in_block(depths[e.name]))),
            "bypass_depths": {e: depths[e] for e in sorted(bypass)},
            "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",
                               "width": e.width, "depth": depths[e.name]} for e in sized.edges}}
@@ -197,13 +201,16 @@ def _uniform_then_shrink(cap, bypass, r_deep, attempt, high_water, tried):
 def finn_fifo_config(model, design: StitchedDesign, clk_ns: float, fpga_part: str) -> dict:
     """The sized depths as finn-plus's ``fifo_config_file`` (its ``auto_fifo_depths=False`` path):
     FINN's own FIFO insertion and naming (``step_set_fifo_depths``) replayed on the stitched graph,
-    each StreamingFIFO_rtl given the depth of the stitched edge between the same two nodes."""
+    each StreamingFIFO_rtl given the depth of the stitched edge between the same two nodes; FIFOs
+    the stitched design keeps in block RAM become Vivado FIFOs with ``ram_style="block"`` (FINN's
+    RTL FIFO is shift-register based)."""
     from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
     from qonnx.transformation.general import GiveReadableTensorNames
     # each FIFO by its (producer, consumer) before FINN renames the nodes
     depth_by_link = {((e.src or ("input",))[0], (e.dst or ("output",))[0]): e.depth for e in design.edges}
+    in_block = design.memory.fifo_in_block
     m = model.transform(InsertFIFO(create_shallow_fifos=True))
     m = m.transform(SpecializeLayers(fpga_part))
     fifo_link = {}
@@ -223,12 +230,14 @@ def finn_fifo_config(model, design: StitchedDesign, clk_ns: float, fpga_part: st
             missing.append(f"{link[0]} -> {link[1]}")
     if missing:
         raise ValueError(f"FINN inserts FIFOs the stitched design does not have: {missing[:5]}")
-    return {"fifo_depths": depths, "impl_style": {k: "rtl" for k in depths}, "ram_style": {k: "auto" for k in depths},
+    return {"fifo_depths": depths, "impl_style": {k: "vivado" if in_block(d) else "rtl" for k, d in depths.items()},
+            "ram_style": {k: "block" if in_block(d) else "auto" for k, d in depths.items()},
             "source": "bdnn stitched Verilator simulation (hw/rtl/stitched_sim.py)"}
 
 
 def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np.ndarray,
-             expected: np.ndarray, sizing_crops: int = 2, progress=print, weight_memory: str = "rom") -> dict:
+             expected: np.ndarray, sizing_crops: int = 2, progress=print, weight_memory: str = "rom",
+             memory: MemoryPolicy = MemoryPolicy()) -> dict:
     """The summary's ``stitched_sim`` record: size FIFOs on a few crops, then stream all crops
     back to back and compare every output with ``expected`` (the cpu engine's popcounts)."""
     from qonnx.core.modelwrapper import ModelWrapper
@@ -237,7 +246,7 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     work.mkdir(parents=True, exist_ok=True)
     model.save(str(work / "stitch_graph.onnx"))
     weights: dict = {}
-    design, sizing = size_fifos(model, work, crops[:sizing_crops], progress, weight_memory, weights)
+    design, sizing = size_fifos(model, work, crops[:sizing_crops], progress, weight_memory, weights, memory)
     progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
     r = run(model, design, crops, weights=weights)
     got = r.outputs.reshape(len(crops), -1)
@@ -248,6 +257,6 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
             "latency_us": r.latency_cycles / fclk, "sim_cycles_per_s": r.sim_cycles_per_s,
             "sim_seconds": r.sim_seconds, "fclk_mhz": fclk, "fifo_sizing": sizing,
             "design": {"top": design.top, "files": len(design.files), "fifos": len(design.edges),
-                       "weight_memory": weight_memory,
+                       "weight_memory": weight_memory, "memory_policy": memory.__dict__,
                        "external_weight_streams": [n for _, n, _ in design.weight_ports]},
             "_design": design, "_finn_fifo_config": finn_fifo_config(model, design, clk_ns, fpga_part)}

@@ -167,6 +167,7 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
 
     from ..flow import popcounts_from_accumulators
     from ..rtl import stitched_sim
+    from ..rtl.stitch import MemoryPolicy
     from .synth import SynthError, synthesize
     missing = available()
     if len(crops) == 0:
@@ -180,7 +181,8 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
     say = print if progress else (lambda *_: None)
     try:
         rec = stitched_sim.evaluate(Path(bdir) / "codegen_hw_graph.onnx", board.fpga_part, board.clk_period_ns,
-                                    work, crops, expected, progress=lambda m: say(f"      {m}"))
+                                    work, crops, expected, progress=lambda m: say(f"      {m}"),
+                                    memory=MemoryPolicy(board.rtl_fifo_block_min_depth, board.rtl_rom_block_min_bits))
     except SimError as e:
         return {"ran": True, "crops": int(len(crops)), "mismatches": None, "error": str(e)}, \
                {"ran": False, "reason": "the stitched simulation failed"}

@@ -3,9 +3,13 @@
 // limit caps the occupancy (1..DEPTH): a synthesized design ties it to DEPTH (constant-folded away);
 // the FIFO-sizing simulation drives it from a run-time setting, so one compiled simulator with
 // deep FIFOs tries every candidate depth (a FIFO capped at L behaves exactly like one of depth L).
+// BLOCK = 1 stores the entries behind the head in a synchronously read memory (block RAM) and keeps
+// the head in a register; its ports behave cycle for cycle like BLOCK = 0 (an asynchronously read
+// memory, LUT RAM), so the storage can be chosen per FIFO after sizing without changing the timing.
 module stream_fifo #(
 	int unsigned  WIDTH = 8,
-	int unsigned  DEPTH = 2
+	int unsigned  DEPTH = 2,
+	bit  BLOCK = 0
 )(
 	input	logic  clk,
 	input	logic  rst_n,
@@ -46,8 +50,41 @@ module stream_fifo #(
 		end
 	end
 
-	// storage (the tool chooses: the asynchronous read keeps it out of BRAM, see README)
-	logic [WIDTH-1:0]  mem [DEPTH];
-	always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
-	assign  out_tdata = mem[rd];
+	if (!BLOCK) begin : g_lutram
+		logic [WIDTH-1:0]  mem [DEPTH];
+		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
+		assign  out_tdata = mem[rd];
+	end
+	else begin : g_block
+		// head register (loaded from the memory or, when that is empty, straight from the input)
+		// + memory with the rest; head empty implies memory empty, so out_tvalid = (count != 0)
+		(* ram_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
+		logic [A-1:0]  mrd, mwr;
+		logic [C-1:0]  mcount;
+		logic  sel;
+		logic [WIDTH-1:0]  mem_q, byp_q;
+		wire  head_free = !out_tvalid || out_tready;
+		wire  from_mem = head_free && (mcount != 0);
+		wire  bypass = push && head_free && (mcount == 0);
+		wire  to_mem = push && !bypass;
+		always_ff @(posedge clk) if (to_mem) mem[mwr] <= in_tdata;
+		always_ff @(posedge clk) if (from_mem) mem_q <= mem[mrd];
+		always_ff @(posedge clk) if (bypass) byp_q <= in_tdata;
+		always_ff @(posedge clk) begin
+			if (!rst_n) begin
+				mrd <= '0;
+				mwr <= '0;
+				mcount <= '0;
+				sel <= 1'b0;
+			end
+			else begin
+				if (to_mem) mwr <= (mwr == A'(DEPTH-1)) ? '0 : mwr + 1;
+				if (from_mem) mrd <= (mrd == A'(DEPTH-1)) ? '0 : mrd + 1;
+				mcount <= mcount + C'(to_mem) - C'(from_mem);
+				if (from_mem) sel <= 1'b1;
+				else if (bypass) sel <= 1'b0;
+			end
+		end
+		assign  out_tdata = sel ? mem_q : byp_q;
+	end
 endmodule

@@ -69,3 +69,68 @@ def test_ddr_traffic_is_the_matrix_once_per_batch():
     finn_external = block4_conv2.weight_bits / 8 * 25  # FINN: the matrix once per output pixel
     assert finn_external / block4_conv2.ddr_bytes_per_crop() == 125
     assert block4_conv2.cycles_per_batch == 5 * 25 * 4608 * 512 // (64 * 8)
+
+
+@pytest.fixture(scope="module")
+def replay_codegen(tmp_path_factory, private_crops, finn_build_dir):
+    """The small dense BDNN with block2.conv2 and fc1 in DDR, then ``UseReplayUnits(batch=2)``."""
+    from conftest import codegen_small_dense
+    from bdnn_hw.rtl.replay_op import UseReplayUnits
+    d = tmp_path_factory.mktemp("replay")
+    fe, model, board = codegen_small_dense(d, private_crops[0], final_pool=1, external=("block2.conv2", "fc1"))
+    replaced = model.transform(UseReplayUnits(batch=2))
+    return fe, model, replaced, d, board
+
+
+def _python_context(model, crop) -> dict:
+    """Every tensor of a specialized graph, each node by FINN's (or the replay op's) Python model."""
+    from onnx import numpy_helper
+    from qonnx.custom_op.registry import getCustomOp
+    from bdnn_hw.rtlsim.execute import python_exec_node
+    ctx = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    ctx[model.graph.input[0].name] = crop[None, :, :, None].astype(np.float32)
+    for n in model.graph.node:
+        ctx.update(python_exec_node(n, getCustomOp(n), ctx, model.graph))
+    return ctx
+
+
+def test_use_replay_units_replaces_the_ddr_layers_and_keeps_the_graph_exact(replay_codegen, private_crops):
+    from qonnx.custom_op.registry import getCustomOp
+    fe, model, replaced, d, _ = replay_codegen
+    nodes = [n for n in replaced.graph.node if n.op_type == "MVTU_replay_rtl"]
+    assert len(nodes) == 2
+    kinds = sorted((getCustomOp(n).get_nodeattr("K"), tuple(getCustomOp(n).get_nodeattr("replaced"))[0][:4]) for n in nodes)
+    assert kinds == [(1, "MVAU"), (3, "Conv")]  # fc1 (MVAU + thresholds), block2.conv2 (SWG + MVAU + thresholds)
+    assert not any(n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("mem_mode") == "external"
+                   for n in replaced.graph.node)
+    crops, _ = private_crops
+    out = replaced.graph.output[0].name
+    for c in crops[:4]:
+        np.testing.assert_array_equal(_python_context(replaced, c)[out], _python_context(model, c)[out])
+
+
+def test_replay_node_in_verilator_equals_its_python_execution(replay_codegen, private_crops):
+    """The conv replay node of the graph, generated as FINN RTL node, on the maps two real crops
+    produce, with its weight stream once per batch and random stalls."""
+    from bdnn_hw.rtlsim.harness import simulate
+    from bdnn_hw.rtlsim.units import pack_input, rtl_node_unit, unpack_output
+    from qonnx.custom_op.registry import getCustomOp
+    _, _, replaced, d, board = replay_codegen
+    node = next(n for n in replaced.graph.node if n.op_type == "MVTU_replay_rtl" and getCustomOp(n).get_nodeattr("K") == 3)
+    inst = getCustomOp(node)
+    inst.set_nodeattr("code_gen_dir_ipgen", str(d / "replay_gen"))
+    inst.generate_hdl(replaced, board.fpga_part, board.clk_period_ns)
+    crops, _ = private_crops
+    maps, want = [], []
+    for c in crops[:2]:
+        ctx = _python_context(replaced, c)
+        maps.append(ctx[node.input[0]])
+        want.append(ctx[node.output[0]])
+    s = inst.shape()
+    w = replay.pack_weights(np.rint(replaced.get_initializer(node.input[1])).astype(np.uint8).T, s)
+    u = rtl_node_unit(node, inst)
+    r = simulate(u.unit, [np.concatenate([pack_input(inst, 0, m) for m in maps]), w], [2 * inst.get_number_output_values()],
+                 stall_in=20, stall_out=20, seed=5)
+    got = np.stack([unpack_output(inst, 0, o) for o in np.split(r.outputs[0], 2)]).reshape(2, -1)
+    np.testing.assert_array_equal(got, np.stack(want).reshape(2, -1))
+    assert 0 < np.mean(want) < 1

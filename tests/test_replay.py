@@ -73,12 +73,19 @@ def test_ddr_traffic_is_the_matrix_once_per_batch():
 
 @pytest.fixture(scope="module")
 def replay_codegen(tmp_path_factory, private_crops, finn_build_dir):
-    """The small dense BDNN with block2.conv2 and fc1 in DDR, then ``UseReplayUnits(batch=2)``."""
+    """The small dense BDNN with block2.conv2 and fc1 in DDR; the same folded graph with
+    ``UseReplayUnits(batch=2)`` (before code generation: the replacement renumbers nodes)."""
+    import finn.builder.build_dataflow_steps as finn_steps
     from conftest import codegen_small_dense
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.general import GiveUniqueNodeNames
+    from bdnn_hw.flow import make_cfg
     from bdnn_hw.rtl.replay_op import UseReplayUnits
     d = tmp_path_factory.mktemp("replay")
     fe, model, board = codegen_small_dense(d, private_crops[0], final_pool=1, external=("block2.conv2", "fc1"))
-    replaced = model.transform(UseReplayUnits(batch=2))
+    folded = ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx"))
+    replaced = folded.transform(UseReplayUnits(batch=2)).transform(GiveUniqueNodeNames())
+    replaced = finn_steps.step_hw_codegen(replaced, make_cfg(d / "hw_replay", board))
     return fe, model, replaced, d, board
 
 
@@ -118,8 +125,6 @@ def test_replay_node_in_verilator_equals_its_python_execution(replay_codegen, pr
     _, _, replaced, d, board = replay_codegen
     node = next(n for n in replaced.graph.node if n.op_type == "MVTU_replay_rtl" and getCustomOp(n).get_nodeattr("K") == 3)
     inst = getCustomOp(node)
-    inst.set_nodeattr("code_gen_dir_ipgen", str(d / "replay_gen"))
-    inst.generate_hdl(replaced, board.fpga_part, board.clk_period_ns)
     crops, _ = private_crops
     maps, want = [], []
     for c in crops[:2]:
@@ -134,3 +139,30 @@ def test_replay_node_in_verilator_equals_its_python_execution(replay_codegen, pr
     got = np.stack([unpack_output(inst, 0, o) for o in np.split(r.outputs[0], 2)]).reshape(2, -1)
     np.testing.assert_array_equal(got, np.stack(want).reshape(2, -1))
     assert 0 < np.mean(want) < 1
+
+
+def test_small_dense_bdnn_with_replay_units_stitched_streams_real_crops(replay_codegen, private_crops):
+    """The whole network as one all-RTL design with both DDR layers as replay units (B = 2): FIFOs
+    sized by simulation (the dense block's bypass must hold the batch), 6 real crops back to back,
+    every output equal to the cpu engine's; the weight streams carry each matrix once per batch."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from bdnn.artifact import load
+    from bdnn.engine import Engine
+    from bdnn_hw.flow import popcounts_from_accumulators
+    from bdnn_hw.rtl import stitched_sim
+    fe, _, replaced, d, board = replay_codegen
+    crops = private_crops[0][:6]
+    art = load(d / "model.npz")
+    expected = popcounts_from_accumulators(art, ModelWrapper(str(fe.hw_graph)), Engine(art).accumulators(crops))
+    replaced.save(str(d / "replay_codegen.onnx"))
+    r = stitched_sim.evaluate(d / "replay_codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched", crops, expected)
+    design = r.pop("_design")
+    r.pop("_finn_fifo_config")
+    print({k: v for k, v in r.items() if k != "fifo_sizing"})
+    print({k: v for k, v in r["fifo_sizing"].items() if k != "edges"})
+    assert r["crops"] == 6 and r["mismatches"] == 0
+    assert len(set(map(tuple, expected))) > 1
+    assert len(design.weight_ports) == 2 and all(n.startswith("MVTU_replay_rtl") for _, n, _ in design.weight_ports)
+    with pytest.raises(ValueError, match="whole batches"):
+        stitched_sim.evaluate(d / "replay_codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched5",
+                              crops[:5], expected[:5])

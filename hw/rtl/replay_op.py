@@ -177,6 +177,23 @@ class MVTU_replay_rtl(RTLBackend):
 register_custom_op(MVTU_replay_rtl)
 
 
+def weight_stream(model, node, n_crops: int, cache: dict | None = None) -> np.ndarray:
+    """What the DDR weight DMA delivers to a replay node for ``n_crops`` crops: the matrix once per
+    batch, in FINN's weight-stream word layout."""
+    from qonnx.custom_op.registry import getCustomOp
+    s = getCustomOp(node).shape()
+    if n_crops % s.batch:
+        raise ValueError(f"{node.name}: {n_crops} crops is not a whole number of batches of {s.batch} "
+                         "(the host pads the last batch)")
+    key = (node.name, "replay")
+    if cache is None or key not in cache:
+        words = replay.pack_weights(np.rint(model.get_initializer(node.input[1])).astype(np.uint8).T, s)
+        if cache is None:
+            return np.tile(words, (n_crops // s.batch, 1))
+        cache[key] = words
+    return np.tile(cache[key], (n_crops // s.batch, 1))
+
+
 class UseReplayUnits(Transformation):
     """Every external-weight XNOR MVAU with its single-step Thresholding (and, for a conv, the SWG
     before it) becomes one ``MVTU_replay_rtl`` of ``batch`` crops; PE and SIMD are the MVAU's

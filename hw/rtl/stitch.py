@@ -30,6 +30,8 @@ from .wrappers import SUPPORTED, project_rtl_unit
 
 TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
+REPLAY_OPS = ("MVTU_replay_rtl",)         # the weight-replaying DDR unit (replay_op.py): weights always a top-level stream
+WEIGHT_STREAM_OPS = MVAU_OPS + REPLAY_OPS
 MIN_DEPTH = 2
 WEIGHT_MEMORIES = ("rom", "memstream")
 
@@ -243,12 +245,12 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
         conns = {"ap_clk": "ap_clk", "ap_rst_n": "ap_rst_n", "ap_clk2x": "ap_clk"}
         for s in u.unit.inputs:
             i = int(re.match(r"in(\d+)_V", s.data).group(1))
-            if n.op_type in MVAU_OPS and i == 1:
+            if n.op_type in WEIGHT_STREAM_OPS and i == 1:
                 continue
             conns.update(_stream_conns(f"in{i}_V", in_wire[(n.name, i)]))
         for j, s in enumerate(u.unit.outputs):
             conns.update(_stream_conns(f"out{j}_V", out_wire[(n.name, j)]))
-        if n.op_type in MVAU_OPS:
+        if n.op_type in WEIGHT_STREAM_OPS:
             wname = f"{n.name}_w"
             wwidth = inst.get_instream_width_padded(1)
             wires.append(f"\tlogic [{wwidth}-1:0]  {wname}_tdata;\n\tlogic  {wname}_tvalid, {wname}_tready;")

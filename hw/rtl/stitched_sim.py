@@ -16,7 +16,7 @@ import numpy as np
 
 from ..rtlsim.harness import SimError, simulate
 from ..rtlsim.units import output_beats, pack_input, unpack_output, weight_stream_golden
-from .stitch import MIN_DEPTH, MemoryPolicy, StitchedDesign, graph_edges, prepare_graph, stitch
+from .stitch import MIN_DEPTH, REPLAY_OPS, MemoryPolicy, StitchedDesign, graph_edges, prepare_graph, stitch
 
 DEEP_CAP = 1 << 15
 SIZING_TOLERANCE = 0.01
@@ -42,6 +42,10 @@ def _inputs(model, design: StitchedDesign, crops: np.ndarray, weights: dict | No
     ins = [np.concatenate([pack_input(first, 0, c[None, :, :, None]) for c in crops])]
     for _, node, _ in design.weight_ports:  # the DDR weight stream: the whole matrix once per input vector
         n = model.get_node_from_name(node)
+        if n.op_type in REPLAY_OPS:  # ... or, for a replay unit, once per batch of B crops
+            from .replay_op import weight_stream
+            ins.append(weight_stream(model, n, len(crops), weights))
+            continue
         words, per_crop = weight_stream_golden(model, n, getCustomOp(n), weights)
         ins.append(np.tile(words, (len(crops) * per_crop // len(words), 1)))
     return ins
@@ -64,7 +68,9 @@ def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, see
     secs = time.perf_counter() - t0
     ends = r.stats["beat_cycles"][nb - 1::nb]
     outs = np.stack([unpack_output(last, 0, w) for w in r.outputs[0].reshape(len(crops), nb, -1)])
-    per_crop = float(np.diff(ends).mean()) if len(ends) > 1 else float(ends[0])
+    b = replay_batch(model)  # replay units emit a batch's crops together: measure batch to batch
+    batch_ends = ends[b - 1::b]
+    per_crop = float(np.diff(batch_ends).mean()) / b if len(batch_ends) > 1 else float(ends[-1]) / len(ends)
     fifo_max = {k[:-4]: v for k, v in r.stats["probes"].items() if k.endswith("_max")}
     return StitchedRun(outs, per_crop, int(ends[0]), int(r.cycles), secs, fifo_max)
 
@@ -94,6 +100,23 @@ def _bypass_edges(model, design: StitchedDesign) -> set[str]:
     return found
 
 
+def replay_batch(model) -> int:
+    """The crops per batch of the graph's replay units (1 without any)."""
+    from qonnx.custom_op.registry import getCustomOp
+    bs = {getCustomOp(n).get_nodeattr("batch") for n in model.graph.node if n.op_type in REPLAY_OPS}
+    if len(bs) > 1:
+        raise ValueError(f"replay units with different batches {sorted(bs)}: the host sends one batch size")
+    return bs.pop() if bs else 1
+
+
+def crops_in_flight(model) -> int:
+    """How many crops a FIFO may have to hold: 1, or with replay units of batch B (which emit
+    nothing until B crops are in) 2B + 1, e.g. a dense block's bypass around one."""
+    if not any(n.op_type in REPLAY_OPS for n in model.graph.node):
+        return 1
+    return 2 * replay_batch(model) + 1
+
+
 UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)
 HALVING_ROUNDS = 4
 # A source 3 % faster than the design: upstream FIFOs no longer fill just because the input runs
@@ -116,7 +139,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     conservative rule). Every candidate is checked with the input unpaced, as on the board (the
     DMA streams as fast as accepted), and kept only if it passes."""
     work = Path(work)
-    cap = {e.name: min(DEEP_CAP, e.beats_per_crop + MIN_DEPTH) for e in graph_edges(model)}
+    cap = {e.name: min(DEEP_CAP, e.beats_per_crop * crops_in_flight(model) + MIN_DEPTH) for e in graph_edges(model)}
     weights = {} if weights is None else weights
     design = stitch(model, work / "sizing", cap, runtime_limits=True, weight_memory=weight_memory, weights=weights,
                     memory=memory)
@@ -246,6 +269,10 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     work.mkdir(parents=True, exist_ok=True)
     model.save(str(work / "stitch_graph.onnx"))
     weights: dict = {}
+    b = replay_batch(model)
+    if len(crops) % b:
+        raise ValueError(f"{len(crops)} crops: the replay units need whole batches of {b}")
+    sizing_crops = max(sizing_crops, 2 * b) if b > 1 else sizing_crops  # two batches: a steady-state interval
     design, sizing = size_fifos(model, work, crops[:sizing_crops], progress, weight_memory, weights, memory)
     progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
     r = run(model, design, crops, weights=weights)

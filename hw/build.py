@@ -43,8 +43,18 @@ def parse_args(arch: str, argv=None):
     p.add_argument("--rtl-only", action="store_true",
                    help="replace FINN's HLS-only layers (binary MVAU, max-pool, fork, concat) by the project's RTL ops "
                         "(hw/rtl; their LUT estimates are an analytical model, yosys measures them)")
+    p.add_argument("--replay-batch", type=int, default=0, metavar="B",
+                   help="layers whose weights stream from DDR become weight-replaying units (hw/rtl/replay_op.py) "
+                        "that fetch each matrix once per batch of B crops (5: a face's five crops) instead of "
+                        "once per output pixel of every crop; the host sends whole batches (default 0: FINN's "
+                        "external mode)")
     p.add_argument("--no-yosys", action="store_true", help="skip yosys (per RTL unit and the whole stitched design)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.replay_batch < 0:
+        p.error(f"--replay-batch must be >= 0, got {a.replay_batch}")
+    if a.replay_batch and a.stitched_crops % a.replay_batch:
+        p.error(f"--stitched-crops {a.stitched_crops} must be a whole number of --replay-batch {a.replay_batch} batches")
+    return a
 
 
 def verification_crops(n: int, data_path) -> tuple[np.ndarray, str]:
@@ -78,9 +88,11 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     else:
         print(f"[3/3] {board.key}: searching the fastest folding that fits"
               f"{' with placement ' + cfg_path.name if role_cfg else ''}")
-        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only)
+        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only,
+                                   replay_batch=a.replay_batch)
         searched = True
-    est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names, rtl_only=a.rtl_only)
+    est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names, rtl_only=a.rtl_only,
+                        replay_batch=a.replay_batch)
     lint = {"ran": False, "reason": "--no-codegen"}
     evidence = {k: {"ran": False, "reason": "--no-codegen"} for k in ("sim", "rtl_synth", "stitched_sim", "synth")}
     if not a.no_codegen:
@@ -101,7 +113,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     summary = {
         "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
         "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched,
-        "rtl_only": bool(a.rtl_only),
+        "rtl_only": bool(a.rtl_only), "replay_batch": int(a.replay_batch),
         "role_config": str(cfg_path.relative_to(REPO)) if role_cfg and cfg_path.is_relative_to(REPO) else (str(cfg_path) if role_cfg else None),
         "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
         "lut_limit": board.lut_limit, "bram_limit": board.bram_limit,

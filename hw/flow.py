@@ -138,7 +138,7 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
 
     FINN streams an external weight matrix once per input vector: once per crop for an FC layer,
     once per output pixel for a conv (so a conv in DDR costs its weights x pixels: a last resort
-    when BRAM cannot hold it at all)."""
+    when BRAM cannot hold it at all); a replay unit (``--replay-batch``) once per batch of crops."""
     from qonnx.core.datatype import DataType
     from qonnx.custom_op.registry import getCustomOp
 
@@ -148,6 +148,9 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
         if not role.endswith("/mvau"):
             continue
         inst = getCustomOp(model.get_node_from_name(name))
+        if hasattr(inst, "ddr_bytes_per_crop"):  # a replay unit: the matrix once per batch of crops
+            total += inst.ddr_bytes_per_crop()
+            continue
         if inst.get_nodeattr("mem_mode") != "external":
             continue
         mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
@@ -160,6 +163,17 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
 DDR_EFFICIENCY = 0.7  # sustained fraction of the HP port's peak for long weight bursts
 
 
+def step_use_replay_units(batch: int):
+    """A build step: every external-weight binary layer becomes a weight-replaying unit of ``batch``
+    crops (``bdnn_hw.rtl.replay_op``); after the bit-width passes, which set its thresholds."""
+    def step(model, cfg):
+        from qonnx.transformation.general import GiveUniqueNodeNames
+        from .rtl.replay_op import UseReplayUnits
+        return model.transform(UseReplayUnits(batch)).transform(GiveUniqueNodeNames())
+    step.__name__ = "step_use_replay_units"
+    return step
+
+
 def step_select_project_rtl(model, cfg):
     """The project's RTL ops (``bdnn_hw.rtl.ops``) in place of FINN's HLS-only layers, after folding."""
     from .rtl.ops import SelectProjectRTL
@@ -168,9 +182,11 @@ def step_select_project_rtl(model, cfg):
 
 def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | None,
                   role_cfg: dict | None = None, layer_names: list[str] | None = None,
-                  progress: bool = True, rtl_only: bool = False) -> dict:
+                  progress: bool = True, rtl_only: bool = False, replay_batch: int = 0) -> dict:
     """Folding (FINN's SetFolding for ``target_fps``, then the role-keyed config on top) and
-    FINN's analytical estimates, plus the DDR bandwidth cap of external weights. ``rtl_only``:
+    FINN's analytical estimates, plus the DDR bandwidth cap of external weights. ``replay_batch``:
+    external binary layers become weight-replaying units of that many crops (0: FINN's external
+    mode). ``rtl_only``:
     every layer the project has RTL for becomes that RTL op (its estimates are the project's)."""
     from qonnx.custom_op.registry import getCustomOp
 
@@ -184,7 +200,8 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     if role_cfg:
         steps.append(step_apply_role_config(role_cfg, layer_names))
     steps += [step_bdnn_hls_simd_floor, *([step_select_project_rtl] if rtl_only else []),
-              step_bdnn_minimize_bit_width, finn_steps.step_generate_estimate_reports]
+              step_bdnn_minimize_bit_width, *([step_use_replay_units(replay_batch)] if replay_batch else []),
+              finn_steps.step_generate_estimate_reports]
     model = ModelWrapper(str(hw_graph))
     for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):
         model = step(model, cfg)
@@ -278,7 +295,8 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
 
 
 def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],
-                   lo: int = 100, hi: int = 20000, steps: int = 8, rtl_only: bool = False) -> tuple[int, dict]:
+                   lo: int = 100, hi: int = 20000, steps: int = 8, rtl_only: bool = False,
+                   replay_batch: int = 0) -> tuple[int, dict]:
     """Largest FINN target fps (geometric bisection) whose folding fits the board. Once DDR weight
     bandwidth caps throughput below what the folding computes, faster folding only costs LUTs, so
     the search stops there."""
@@ -290,10 +308,12 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         capped = max(1, math.ceil(est["ddr_cap_crops_per_s"]))
         if capped >= target:
             return target, est
-        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
+        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
+                          replay_batch=replay_batch)
         return (capped, e) if e["fits"] else (target, est)
 
-    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
+    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
+                          replay_batch=replay_batch)
     if not est["fits"]:
         return lo, est
     if ddr_bound(est):
@@ -303,7 +323,8 @@ def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | Non
         mid = int(round((lo * hi) ** 0.5))
         if mid in (lo, hi):
             break
-        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False, rtl_only=rtl_only)
+        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
+                          replay_batch=replay_batch)
         if est["fits"]:
             lo, best = mid, (mid, est)
             if ddr_bound(est):

@@ -20,7 +20,10 @@ ATTRS = ("PE", "SIMD", "parallel_window", "ram_style", "ram_style_thresholds", "
 
 
 def _base(op_type: str) -> str:
-    """FINN's generic layer name of an op type: MVAU_hls, MVAU_rtl, MVAU_bdnn_rtl (the project's) -> MVAU."""
+    """FINN's generic layer name of an op type: MVAU_hls, MVAU_rtl, MVAU_bdnn_rtl (the project's) -> MVAU;
+    the weight-replaying DDR unit (which stands for a layer's SWG, MVAU and thresholds) -> MVAU."""
+    if op_type == "MVTU_replay_rtl":
+        return "MVAU"
     for suffix in ("_bdnn_rtl", "_hls", "_rtl"):
         if op_type.endswith(suffix):
             return op_type[: -len(suffix)]

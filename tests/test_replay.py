@@ -166,3 +166,23 @@ def test_small_dense_bdnn_with_replay_units_stitched_streams_real_crops(replay_c
     with pytest.raises(ValueError, match="whole batches"):
         stitched_sim.evaluate(d / "replay_codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched5",
                               crops[:5], expected[:5])
+
+
+def test_bram18_count_takes_the_best_aspect_ratio():
+    # (the replay op's BRAM estimate; yosys of the whole unit is in benchmarks/bench_replay.py)
+    from bdnn_hw.rtl.replay import bram18_for
+    assert bram18_for(64, 490) == 2 * 1 and bram18_for(8, 16000) == 8
+    assert bram18_for(512, 490) == 15 and bram18_for(1, 128000) == 8
+
+
+def test_node_by_node_executor_simulates_replay_nodes(replay_codegen, private_crops):
+    """The build's node-by-node Verilator stage: a replay node gets the crop's map B times and
+    the matrix once, and each of its B outputs must equal the Python model's."""
+    from bdnn_hw.rtlsim.execute import EVIDENCE_VERILATOR, simulate_graph
+    _, _, replaced, _, _ = replay_codegen
+    names = {n.name for n in replaced.graph.node if n.op_type == "MVTU_replay_rtl"}
+    x = private_crops[0][3][None, :, :, None].astype(np.float32)
+    _, rep = simulate_graph(replaced, x, only=names, progress=False)
+    recs = [r for r in rep.records if r.node in names]
+    assert len(recs) == 2 and not rep.errors
+    assert all(r.evidence == EVIDENCE_VERILATOR and r.mismatches == 0 and r.elements > 0 for r in recs)

@@ -239,3 +239,5 @@ def project_lut_estimate(node, fpgapart: str) -> int:
     twin.CopyFrom(node)
     twin.op_type, twin.domain = HLS_TO_PROJECT[node.op_type], DOMAIN
     return int(getCustomOp(twin).lut_estimation(fpgapart))
+
+from . import replay_op  # noqa: E402,F401  (registers the weight-replaying DDR unit too)

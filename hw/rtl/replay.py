@@ -19,6 +19,8 @@ from ..rtlsim.units import pack_words, unpack_words
 from . import HDL
 
 MODULE = "bnn_mvtu_replay"
+OP_TYPE = "MVTU_replay_rtl"   # its FINN node (replay_op.py)
+REPLAY_OPS = (OP_TYPE,)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,15 @@ class ReplayShape:
         return {"C": self.c, "IFM_DIM": self.ifm_dim, "K": self.k, "OFM_DIM": self.ofm_dim, "MH": self.mh,
                 "SIMD": self.simd, "PE": self.pe, "B": self.batch, "T_BITS": self.t_bits,
                 "THRESH_FILE": f'"{thresh_file}"'}
+
+
+# (depth, width) shapes of one BRAM18 (7-series / UltraScale+ RAMB18, simple dual port)
+BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def bram18_for(width: int, depth: int) -> int:
+    """BRAM18 blocks for a width x depth memory, best aspect ratio."""
+    return min(-(-width // w) * -(-depth // d) for d, w in BRAM18_SHAPES)
 
 
 def reference(maps: np.ndarray, weights: np.ndarray, thresholds: np.ndarray, s: ReplayShape) -> np.ndarray:

@@ -25,9 +25,7 @@ from finn.custom_op.fpgadataflow.rtl import register_custom_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
 from . import HDL, replay
-from .replay import ReplayShape
-
-OP_TYPE = "MVTU_replay_rtl"
+from .replay import OP_TYPE, ReplayShape
 
 
 class MVTU_replay_rtl(RTLBackend):
@@ -117,13 +115,14 @@ class MVTU_replay_rtl(RTLBackend):
     def ddr_bytes_per_crop(self) -> float:
         return self.shape().ddr_bytes_per_crop() * self.get_input_datatype(1).bitwidth()
 
-    def bram_estimation(self):
-        """BRAM36 of the input maps and output bits (ping-pong); accumulators and thresholds in LUTs."""
+    def bram_estimation(self, fpgapart=None):
+        """BRAM18 (FINN's unit) of the ping-pong input maps (SIMD wide) and output bits (PE wide);
+        accumulators and thresholds are in LUTs."""
         s = self.shape()
-        b = s.buffer_bits()
-        return int(np.ceil(b["input_maps"] / 36864 + 0.5)) + int(np.ceil(b["output_bits"] / 36864 + 0.5))
+        return (replay.bram18_for(s.simd, 2 * s.batch * s.ifm_dim ** 2 * s.cf)
+                + replay.bram18_for(s.pe, 2 * s.windows_per_batch * s.nf))
 
-    def lut_estimation(self):
+    def lut_estimation(self, fpgapart=None):
         """XNOR-popcount lanes (the refitted MVAU_bdnn_rtl rate) + accumulator/threshold RAMs + control."""
         s = self.shape()
         b = s.buffer_bits()

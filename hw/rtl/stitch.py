@@ -26,12 +26,12 @@ import numpy as np
 from ..rtlsim.harness import Unit, axis
 from ..rtlsim.units import memstream_files
 from . import HDL
+from .replay import REPLAY_OPS
 from .wrappers import SUPPORTED, project_rtl_unit
 
 TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
-REPLAY_OPS = ("MVTU_replay_rtl",)         # the weight-replaying DDR unit (replay_op.py): weights always a top-level stream
-WEIGHT_STREAM_OPS = MVAU_OPS + REPLAY_OPS
+WEIGHT_STREAM_OPS = MVAU_OPS + REPLAY_OPS  # the replay unit (replay_op.py): weights always a top-level stream
 MIN_DEPTH = 2
 WEIGHT_MEMORIES = ("rom", "memstream")
 

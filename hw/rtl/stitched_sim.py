@@ -16,7 +16,8 @@ import numpy as np
 
 from ..rtlsim.harness import SimError, simulate
 from ..rtlsim.units import output_beats, pack_input, unpack_output, weight_stream_golden
-from .stitch import MIN_DEPTH, REPLAY_OPS, MemoryPolicy, StitchedDesign, graph_edges, prepare_graph, stitch
+from .replay import REPLAY_OPS
+from .stitch import MIN_DEPTH, MemoryPolicy, StitchedDesign, graph_edges, prepare_graph, stitch
 
 DEEP_CAP = 1 << 15
 SIZING_TOLERANCE = 0.01

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from ..rtl.replay import REPLAY_OPS
 from .harness import SimError, simulate
 from .units import NodeUnit, output_beats, pack_input, rtl_units, unpack_output, weight_stream_golden
 
@@ -121,6 +122,10 @@ def unit_inputs(model, node, inst, u: NodeUnit, context: dict, hw_layout: dict |
     stream layout where it differs from Python's, see ``to_python_layout``); for the project's
     MVAU also the weight stream (what FINN's memstream or the DDR weight stream delivers)."""
     hw_layout = hw_layout or {}
+    if u.kind in REPLAY_OPS:  # a replay unit computes whole batches: the crop B times, the matrix once
+        from ..rtl.replay_op import weight_stream
+        b = inst.get_nodeattr("batch")
+        return [np.tile(pack_input(inst, 0, context[node.input[0]]), (b, 1)), weight_stream(model, node, b, weights)]
     ins = [pack_input(inst, i, hw_layout.get(node.input[i], context[node.input[i]])) for i in range(len(u.unit.inputs))
            if not (u.kind.startswith("MVAU") and i == 1)]
     if u.kind.startswith("MVAU"):
@@ -168,6 +173,7 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
             est = inst.get_exp_cycles()
             rec.est_cycles = int(est) if est else None
             t0 = time.perf_counter()
+            reps = 1
             try:
                 if u.kind.endswith("/memstream"):
                     words, n = weight_stream_golden(model, node, inst, weights)
@@ -178,15 +184,17 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
                     rec.elements = 2 * n
                 else:
                     ins = unit_inputs(model, node, inst, u, context, hw_layout, weights)
-                    beats = [output_beats(inst, o) for o, _ in enumerate(u.unit.outputs)]
+                    reps = inst.get_nodeattr("batch") if u.kind in REPLAY_OPS else 1  # copies of the crop
+                    beats = [reps * output_beats(inst, o) for o, _ in enumerate(u.unit.outputs)]
                     # run on after the last output beat until the unit has drained its input (an SWG
                     # reads the rows no window covers only after its last window)
                     free, bp = _sim_twice(u, ins, beats, seed, stall, idle_limit, 1000 + 2 * sum(len(i) for i in ins))
                     for o, name in enumerate(node.output):
-                        sims = [unpack_output(inst, o, r.outputs[o]) for r in (free, bp)]
+                        sims = [unpack_output(inst, o, w) for r in (free, bp) for w in np.split(r.outputs[o], reps)]
                         for s in sims:
                             rec.mismatches += int((s != golden[name]).sum())
                             rec.elements += s.size
+                        sims = sims[::reps]
                     # a unit must consume its whole input (beats it may emit ahead for the next
                     # image, like FMPadding's top border, are not errors)
                     left = free.stats["inputs_left"] + bp.stats["inputs_left"]
@@ -197,7 +205,7 @@ def simulate_graph(model, x: np.ndarray, *, stall: int = 30, seed: int = 0, idle
                         result[name] = to_python_layout(inst, sims[1])
                         if result[name] is not sims[1]:
                             hw_layout[name] = sims[1]
-                rec.cycles, rec.cycles_backpressure = free.cycles, bp.cycles
+                rec.cycles, rec.cycles_backpressure = free.cycles // reps, bp.cycles // reps
             except SimError as e:
                 rec.error = str(e)
                 rec.mismatches += 1

@@ -31,6 +31,7 @@ def board_report(summary: dict) -> str:
 - fits (LUT <= {s['lut_limit']:.0%}, BRAM <= {s['bram_limit']:.0%}): **{s['fits']}**
 - estimated throughput: **{s['est_crops_per_s']:,.0f} crops/s = {s['est_faces_per_s']:,.0f} faces/s** (FINN: {s['finn_est_crops_per_s']:,.0f} crops/s{f", DDR weight bandwidth cap {s['ddr_cap_crops_per_s']:,.0f} crops/s for {s['ddr_weight_bytes_per_crop'] / 1024:,.0f} KiB/crop" if s.get('ddr_cap_crops_per_s') else ''})
 - bottleneck: {s['bottleneck_layer']} ({s.get('bottleneck_role') or '-'}); latency {s['est_latency_us']:,.0f} us per crop
+- DDR layers: {f"weight-replaying units, each matrix once per batch of {s['replay_batch']} crops (--replay-batch)" if s.get('replay_batch') else "FINN's external mode (the matrix once per input vector)"}
 - folding: FINN target {s['target_crops_per_s']} fps{(' (searched: the fastest that fits)' if s['fits'] else ' (searched: nothing fits; shown at the lowest target tried)') if s.get('folding_searched') else ''}; role config: {s.get('role_config') or 'none'}
 - project target: {s.get('throughput_target_crops_per_s', 0):,} crops/s, fits: {'met' if s.get('meets_target') else 'NOT met'}
 - bit-exact check: {s['bit_exact_crops']} crops, {s['bit_exact_mismatches']} mismatches ({s.get('bit_exact_source')})

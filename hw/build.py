@@ -154,7 +154,9 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
     st_crops, source = (verification_crops(a.stitched_crops, a.data) if a.stitched_crops > 0
                         else (np.zeros((0, 42, 42), np.uint8), None))
     stitched, whole = open_hw.run_stitched(fe, bdir, board, st_crops, source, synth=not a.no_yosys)
-    if stitched.get("ran"):
+    if stitched.get("error"):
+        print(f"      stitched all-RTL design FAILED: {stitched['error'].splitlines()[0]}")
+    elif stitched.get("ran"):
         print(f"      stitched all-RTL design: {stitched['crops']} crops, {stitched['mismatches']} mismatches, "
               f"{stitched['cycles_per_crop']:,.0f} cycles/crop = {stitched['measured_crops_per_s']:,.0f} crops/s at "
               f"{board.fclk_mhz:.0f} MHz, latency {stitched['latency_cycles']:,} cycles")

@@ -156,11 +156,13 @@ class MVTU_replay_rtl(RTLBackend):
         self.set_nodeattr("ip_path", str(gen))
 
     def get_rtl_file_list(self, abspath=False):
+        """The wrapper and the library module; with ``abspath`` the library's own copy, so a design
+        with several replay nodes (the stitched top, yosys) declares the module once."""
         names = [f"{replay.MODULE}.sv", f"{self.onnx_node.name}_wrapper.sv"]
         if not abspath:
             return names
         gen = Path(self.get_nodeattr("code_gen_dir_ipgen"))
-        return [str(gen / n) for n in names]
+        return [str(HDL / names[0]), str(gen / names[1])]
 
     def code_generation_ipi(self):
         files = " ".join(self.get_rtl_file_list(abspath=True))

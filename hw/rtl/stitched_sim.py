@@ -62,6 +62,7 @@ def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, see
     last = getCustomOp(model.graph.node[-1])
     nb = output_beats(last)
     unit = design.unit(design.edges[0].width, design.edges[-1].width)
+    idle_limit = max(idle_limit, 2 * longest_silence(model))
     t0 = time.perf_counter()
     r = simulate(unit, _inputs(model, design, crops, weights), [len(crops) * nb], seed=seed, stall_in=0, stall_out=stall,
                  idle_limit=idle_limit, record_beat_cycles=True, timeout=6 * 3600,
@@ -108,6 +109,13 @@ def replay_batch(model) -> int:
     if len(bs) > 1:
         raise ValueError(f"replay units with different batches {sorted(bs)}: the host sends one batch size")
     return bs.pop() if bs else 1
+
+
+def longest_silence(model) -> int:
+    """Cycles a healthy design may pass without any stream handshake: a replay unit computes a
+    whole batch (its input full, its output not yet started) before it moves a beat."""
+    from qonnx.custom_op.registry import getCustomOp
+    return max([getCustomOp(n).shape().cycles_per_batch for n in model.graph.node if n.op_type in REPLAY_OPS], default=0)
 
 
 def crops_in_flight(model) -> int:

@@ -195,10 +195,14 @@ def weight_stream(model, node, n_crops: int, cache: dict | None = None) -> np.nd
     return np.tile(cache[key], (n_crops // s.batch, 1))
 
 
+MAX_SIMD = 256
+
+
 class UseReplayUnits(Transformation):
     """Every external-weight XNOR MVAU with its single-step Thresholding (and, for a conv, the SWG
-    before it) becomes one ``MVTU_replay_rtl`` of ``batch`` crops; PE and SIMD are the MVAU's
-    (SIMD capped to divide the channels). Run on a folded, specialized HW graph."""
+    before it) becomes one ``MVTU_replay_rtl`` of ``batch`` crops with the MVAU's PE x SIMD lanes
+    (SIMD made to divide the channels and at most MAX_SIMD, PE taking the rest). Run on a folded,
+    specialized HW graph."""
 
     def __init__(self, batch: int = 5):
         super().__init__()
@@ -233,16 +237,21 @@ class UseReplayUnits(Transformation):
                 src, removed = swg.input[0], [swg, mv, th]
             else:
                 k, ifm, ofm, c, src, removed = 1, 1, 1, mw, mv.input[0], [mv, th]
-            simd = mi.get_nodeattr("SIMD")
+            simd, pe = mi.get_nodeattr("SIMD"), mi.get_nodeattr("PE")
             while c % simd:
                 simd -= 1
+            # same lanes, narrower input word: FINN's width converter from a 1-bit stream to more
+            # than 256 bits crashes Verilator 5.48 (internal error in vpc.sv), so the stitched
+            # simulation could not run
+            while simd > MAX_SIMD and simd % 2 == 0 and mh % (2 * pe) == 0:
+                simd, pe = simd // 2, 2 * pe
             node = helper.make_node(
                 OP_TYPE, [src, mv.input[1], th.input[1]], [th.output[0]], domain="finn.custom_op.fpgadataflow.rtl",
                 backend="fpgadataflow", name=f"{OP_TYPE}_{mv.name}", C=c, IFMDim=ifm, K=k, OFMDim=ofm, MW=mw, MH=mh,
-                SIMD=simd, PE=mi.get_nodeattr("PE"), batch=self.batch,
+                SIMD=simd, PE=pe, batch=self.batch,
                 inputDataType="BINARY", weightDataType="BINARY",
                 outputDataType=ti.get_nodeattr("outputDataType"), replaced=[n.name for n in removed])
-            ReplayShape(c=c, ifm_dim=ifm, k=k, ofm_dim=ofm, mh=mh, simd=simd, pe=mi.get_nodeattr("PE"), batch=self.batch)
+            ReplayShape(c=c, ifm_dim=ifm, k=k, ofm_dim=ofm, mh=mh, simd=simd, pe=pe, batch=self.batch)
             idx = list(model.graph.node).index(removed[0])
             for n in removed:
                 model.graph.node.remove(n)

@@ -149,7 +149,8 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     DMA streams as fast as accepted), and kept only if it passes; of (2) and (3)-(5) the result
     with fewer FIFO bits wins."""
     work = Path(work)
-    cap = {e.name: min(DEEP_CAP, e.beats_per_crop * crops_in_flight(model) + MIN_DEPTH) for e in graph_edges(model)}
+    flight = crops_in_flight(model)  # the cap scales with it: a bypass around a replay unit holds 2B+1 crops
+    cap = {e.name: min(DEEP_CAP * flight, e.beats_per_crop * flight + MIN_DEPTH) for e in graph_edges(model)}
     weights = {} if weights is None else weights
     design = stitch(model, work / "sizing", cap, runtime_limits=True, weight_memory=weight_memory, weights=weights,
                     memory=memory)

@@ -293,7 +293,7 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     b = replay_batch(model)
     if len(crops) % b:
         raise ValueError(f"{len(crops)} crops: the replay units need whole batches of {b}")
-    sizing_crops = max(sizing_crops, 2 * b) if b > 1 else sizing_crops  # two batches: a steady-state interval
+    sizing_crops = max(sizing_crops, 2 * b)  # at least two batches: one steady-state interval
     design, sizing = size_fifos(model, work, crops[:sizing_crops], progress, weight_memory, weights, memory)
     progress(f"FIFOs sized: {sizing['fifo_bits'] / 1024:,.0f} kbit in all; streaming {len(crops)} crops")
     r = run(model, design, crops, weights=weights)

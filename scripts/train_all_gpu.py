@@ -17,7 +17,7 @@ teacher.npz, metrics, configs, plots, shipped folders; never *.pt) are written a
 files of at most 16 MiB into DIR, which is what a leased device machine can send back.
 
 ``--prepare DIR`` (here, before a device session) writes what the device machine lacks into DIR,
-which must be git-ignored: FER2013 Training + PublicTest packed losslessly as PNG (about 53 MB;
+which must be git-ignored: FER2013 Training + PublicTest packed losslessly (xz, about 50 MB;
 never committed) and, with ``--wheels``, Brevitas and its two small dependencies as wheels. The
 device command (carry DIR; its python3 has torch):
 
@@ -50,20 +50,27 @@ PACK_FILE_LIMIT = 16 * 2 ** 20   # what a device machine sends back: 8 files of 
 PACK_MAX_FILES = 8
 PACKED_DATA = "fer2013_train_public.npz"
 BREVITAS_WHEELS = ("brevitas==0.13.4", "dependencies==2.0.1", "unfoldNd==0.2.3")
+AUTO = "auto"
+SAFETY = 1.15        # a fitted epoch count leaves this much slack on the measured epoch time
+WORKER_FILE = "worker.json"
 
 
 # -- data ----------------------------------------------------------------------------------------
 def pack_data(fer, path: Path, splits=("Training", "PublicTest")) -> Path:
-    """FER2013 splits as one lossless PNG strip (plus labels and usage) in an npz: ~30 % smaller
-    than the raw pixels, small enough to travel to a device machine."""
+    """FER2013 splits losslessly in an npz: the pixels as one xz stream with a row-delta filter
+    (neighbouring rows of a face are alike; ~30 % smaller than the raw pixels and smaller than PNG),
+    plus labels and usage: small enough to travel to a device machine."""
+    import lzma
+
     import numpy as np
-    from PIL import Image
 
     from bdnn.data import SPLITS
     keep = np.isin(fer.usage, [SPLITS.index(s) for s in splits])
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(fer.pixels[keep]).reshape(-1, fer.pixels.shape[-1])).save(buf, format="PNG", optimize=True)
-    np.savez(path, png=np.frombuffer(buf.getvalue(), np.uint8), labels=fer.labels[keep], usage=fer.usage[keep])
+    pixels = np.ascontiguousarray(fer.pixels[keep])
+    filters = [{"id": lzma.FILTER_DELTA, "dist": pixels.shape[-1]}, {"id": lzma.FILTER_LZMA2, "preset": 9}]
+    xz = lzma.compress(pixels.tobytes(), format=lzma.FORMAT_XZ, filters=filters)
+    np.savez(path, pixels_xz=np.frombuffer(xz, np.uint8), shape=np.asarray(pixels.shape),
+             labels=fer.labels[keep], usage=fer.usage[keep])
     return path
 
 
@@ -74,9 +81,9 @@ def load_data(path: str | None):
     from bdnn.data import FER2013, load_fer2013
     if path and Path(path).is_file() and Path(path).suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
-            if "png" in z.files:
-                from PIL import Image
-                pixels = np.asarray(Image.open(io.BytesIO(z["png"].tobytes()))).reshape(-1, 48, 48)
+            if "pixels_xz" in z.files:
+                import lzma
+                pixels = np.frombuffer(lzma.decompress(z["pixels_xz"].tobytes()), np.uint8).reshape(z["shape"])
                 return FER2013(pixels, z["labels"], z["usage"], f"{path} (packed)")
     return load_fer2013(path)
 
@@ -113,15 +120,33 @@ def load_plan(path: Path, runs: Path, only: str | None, overrides: dict, epochs_
             raise SystemExit(f"--only: no run {', '.join(bad)} in {path} ({', '.join(names)})")
         plan = [r for r in plan if r["name"] in want]
     for r in plan:
-        args = {k: (v.replace("{runs}", str(runs)) if isinstance(v, str) else v) for k, v in r["args"].items()}
-        if epochs_scale != 1.0:
+        args = {k: (v.replace("{runs}", str(runs)) if isinstance(v, str) and k != "epochs" else v)
+                for k, v in r["args"].items()}
+        # "epochs": "auto" fills the run's share of the time left (measured on the machine at its start)
+        r["auto"] = args.get("epochs") == AUTO
+        if r["auto"]:
+            args["epochs"] = 1  # a placeholder until the worker has measured an epoch
+        elif epochs_scale != 1.0:
             args["epochs"] = max(1, round(args.get("epochs", TrainConfig.epochs) * epochs_scale))
-        args.update(overrides)
-        r["config"] = TrainConfig(**args)
-        check_config(r["config"])
-        for dep in r.get("after", []):
+        args.update({k: v for k, v in overrides.items() if not (k == "epochs" and r["auto"])})
+        try:
+            r["config"] = TrainConfig(**args)
+            check_config(r["config"])
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"{path}: run {r['name']}: {e}") from None
+        share = r.get("share", 1.0)
+        if not (isinstance(share, (int, float)) and 0 < share <= 1):
+            raise SystemExit(f"{path}: run {r['name']}: share {share!r} must be in (0, 1]")
+        for dep in r.get("after", []) + r.get("not_before", []):
             if dep not in names:
                 raise SystemExit(f"{path}: run {r['name']} waits for {dep!r}, which is not in the plan")
+    groups: dict[str, list[dict]] = {}
+    for r in plan:
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append(r)
+    for g, members in groups.items():
+        if len({tuple(sorted(m.get("after", []))) for m in members}) > 1:
+            raise SystemExit(f"{path}: group {g!r}: its runs must wait for the same runs (they start together)")
     return plan
 
 
@@ -166,7 +191,17 @@ def train_plan(plan: list[dict], runs: Path, data, deadline: float, reserve_s: f
             log(f"{name}: waits for {', '.join(waiting)}")
             continue
         done, planned = run_state(out)
-        if planned is not None and planned != cfg.epochs:
+        if planned is None and r["auto"]:
+            if deadline == float("inf"):
+                raise SystemExit(f"{name}: 'epochs': 'auto' needs --deadline-min (or --parallel)")
+            autos_left = sum(1 for q in plan[plan.index(r):] if q["auto"] and run_state(runs / q["name"])[1] is None)
+            cfg, info = fit_epochs(r, data, deadline - reserve_s, share=r.get("share", 1.0) / autos_left)
+            log(f"{name}: {info['fit_note']}")
+            if cfg is None:
+                rec.update(status="not started", epochs_done=0)
+                continue
+            rec["epochs_planned"] = cfg.epochs
+        elif planned is not None and planned != cfg.epochs:
             log(f"{name}: the folder holds a run of {planned} epochs (this plan: {cfg.epochs}); continuing the folder's")
         epoch_s = None
         while True:
@@ -194,6 +229,27 @@ def train_plan(plan: list[dict], runs: Path, data, deadline: float, reserve_s: f
             best = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
             rec["best_public_fivecrop"], rec["best_epoch"] = best["val_acc_fivecrop_mean"], best["epoch"]
     return list(summary.values())
+
+
+def fit_epochs(r: dict, data, until: float, share: float = 1.0):
+    """(config with the epochs that fit, info) for a fresh run: an "auto" run gets as many epochs as
+    fit into ``share`` of the time left before ``until`` (measured now, on this machine, under its
+    present load), a fixed one at most its planned epochs. (None, info) when not one epoch fits."""
+    from dataclasses import replace
+
+    from bdnn.train import estimate_epoch_seconds
+    cfg = r["config"]
+    est = estimate_epoch_seconds(cfg, data)
+    left = until - time.time()
+    # one epoch's time is kept back for the run's own start (model, selection crops, first checkpoint)
+    fit = max(0, int((share * left - est["epoch_s"]) // (SAFETY * est["epoch_s"]))) if left > 0 else 0
+    epochs = fit if r["auto"] else min(cfg.epochs, fit)
+    info = {"estimate": est, "time_left_s": round(left, 1), "share": share, "fit_epochs": fit, "epochs": epochs,
+            "fit_note": f"an epoch takes ~{est['epoch_s']:.1f} s here ({est['step_s'] * 1e3:.0f} ms/step x "
+                        f"{est['steps_per_epoch']}, selection {est['eval_s']:.1f} s); {fit} fit into "
+                        f"{share:.0%} of {max(left, 0):.0f} s -> {epochs} epochs"
+                        + (" (auto)" if r["auto"] else f" (planned {cfg.epochs})")}
+    return (replace(cfg, epochs=epochs) if epochs >= 1 else None), info
 
 
 def _finished(out: Path) -> bool:
@@ -269,6 +325,200 @@ def pack(dirs: list[Path], dest: Path, log) -> list[Path]:
     return written
 
 
+# -- parallel mode: one worker process per run, all on the same device --------------------------------
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def worker(r: dict, runs: Path, data_path: str, until: float, threads: int) -> int:
+    """Train one run of the plan (in its own process): fit its epochs (fresh runs), wait for its
+    group's common epoch count, train to the end or until ``until``. Writes RUNS/<name>/worker.json."""
+    import torch
+
+    from bdnn.train import train
+    name, out = r["name"], runs / r["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    t0 = time.time()
+    data = load_data(data_path)
+    info = {"name": name, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "threads": threads}
+    cfg = r["config"]
+    done, planned = run_state(out)
+    if planned is None:
+        cfg, fit = fit_epochs(r, data, until, share=r.get("share", 1.0))
+        info.update({k: v for k, v in fit.items() if k != "fit_note"})
+        print(fit["fit_note"], flush=True)
+        if r.get("group"):
+            # every run of a group trains the same number of epochs (an ablation at equal budget)
+            _write_json(out / "calib.json", {"epochs": fit["epochs"]})
+            go = out / "go.json"
+            while not go.exists():
+                if time.time() > until:
+                    print("the group's epoch count never came; stopping", flush=True)
+                    return 1
+                time.sleep(0.5)
+            epochs = json.loads(go.read_text())["epochs"]
+            info["group_epochs"] = epochs
+            from dataclasses import replace
+            cfg = replace(r["config"], epochs=epochs) if epochs >= 1 else None
+        if cfg is None:
+            info["status"] = "no time for one epoch"
+            _write_json(out / WORKER_FILE, info)
+            print(info["status"], flush=True)
+            return 0
+    info["epochs"] = planned or cfg.epochs
+    _write_json(out / WORKER_FILE, info)
+    train(cfg, out, data=data, resume=done > 0, deadline=until)
+    info["seconds"] = round(time.time() - t0, 1)
+    _write_json(out / WORKER_FILE, info)
+    return 0
+
+
+def run_parallel(plan: list[dict], runs: Path, data, argv_common: list[str], until: float, hard_stop: float,
+                 log, poll_s: float = 0.5, report_s: float = 30.0) -> dict:
+    """Start a worker process per run as soon as the runs it waits for are finished (a group's runs
+    together, with the smallest epoch count any of them fits); log progress; stop every worker at
+    ``hard_stop``. Returns {name: worker exit status or a reason}."""
+    import signal
+    import tempfile
+
+    import numpy as np
+    tmp = Path(tempfile.mkdtemp(prefix="bdnn_gpu_"))
+    data_file = tmp / "fer2013.npz"  # unpacked once, read by every worker
+    np.savez(data_file, pixels=data.pixels, labels=data.labels, usage=data.usage)
+    threads = max(1, (os.cpu_count() or 2) // max(1, len(plan)))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="15")
+    status: dict[str, object] = {r["name"]: "pending" for r in plan}
+    procs, logs, started = {}, {}, {}
+    by_name = {r["name"]: r for r in plan}
+    groups: dict[str, list[str]] = {}
+    for r in plan:
+        if r.get("group"):
+            groups.setdefault(r["group"], []).append(r["name"])
+    released: set[str] = set()
+    last_report = time.time()
+    try:
+        while True:
+            now = time.time()
+            for r in plan:
+                name = r["name"]
+                if status[name] != "pending":
+                    continue
+                deps = r.get("after", [])
+                failed = [d for d in deps if d in status and status[d] not in ("pending", "running")
+                          and not _finished(runs / d)]
+                if failed or any(d not in status and not _finished(runs / d) for d in deps):
+                    status[name] = f"skipped: {', '.join(failed or deps)} did not finish"
+                    log(f"{name}: {status[name]}")
+                    continue
+                # not_before: start once those runs have ended, however they ended (--parallel only)
+                soft = [d for d in r.get("not_before", []) if status.get(d) in ("pending", "running")]
+                if not soft and all(_finished(runs / d) for d in deps):
+                    (runs / name).mkdir(parents=True, exist_ok=True)
+                    for f in ("calib.json", "go.json"):
+                        (runs / name / f).unlink(missing_ok=True)
+                    logs[name] = open(runs / name / "train.log", "a")
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--runs", str(runs),
+                           "--data", str(data_file), "--until", str(until), "--threads", str(threads), *argv_common]
+                    procs[name] = subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT, env=env)
+                    status[name], started[name] = "running", now
+                    log(f"{name}: started ({r['config'].arch}"
+                        + (f", epochs auto" if r["auto"] else f", {r['config'].epochs} epochs")
+                        + (f", group {r['group']}" if r.get("group") else "") + ")")
+            for g, members in groups.items():
+                if g in released:
+                    continue
+                calib = [runs / m / "calib.json" for m in members]
+                if all(status[m] == "running" for m in members) and all(c.exists() for c in calib):
+                    epochs = min(json.loads(c.read_text())["epochs"] for c in calib)
+                    for m in members:
+                        _write_json(runs / m / "go.json", {"epochs": epochs})
+                    released.add(g)
+                    log(f"group {g}: {', '.join(members)} train {epochs} epochs each")
+            for name, p in procs.items():
+                if status[name] == "running" and p.poll() is not None:
+                    status[name] = p.returncode
+                    logs[name].close()
+                    d, pl = run_state(runs / name)
+                    log(f"{name}: worker ended (exit {p.returncode}) after {now - started[name]:.0f} s, "
+                        f"{d}/{pl or '?'} epochs" + _best_note(runs / name))
+            if all(v != "pending" and v != "running" for v in status.values()):
+                break
+            if now >= hard_stop:
+                for name, p in procs.items():
+                    if status[name] == "running":
+                        p.send_signal(signal.SIGTERM)
+                        status[name] = "stopped at the deadline"
+                        log(f"{name}: stopped at the deadline")
+                for p in procs.values():
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                break
+            if now - last_report >= report_s:
+                last_report = now
+                running = [n for n, v in status.items() if v == "running"]
+                log("progress: " + "; ".join(f"{n} {'/'.join(map(str, _epochs(runs / n)))}{_best_note(runs / n)}"
+                                             for n in running))
+            time.sleep(poll_s)
+    finally:
+        for name, p in procs.items():
+            if p.poll() is None:
+                p.kill()
+        for f in logs.values():
+            f.close()
+        data_file.unlink(missing_ok=True)
+        tmp.rmdir()
+    return status
+
+
+def _epochs(out: Path) -> tuple:
+    w = out / WORKER_FILE
+    planned = json.loads(w.read_text()).get("epochs", "?") if w.exists() else "?"
+    m = out / "metrics.json"
+    done = len(json.loads(m.read_text())) if m.exists() else 0
+    return done, planned
+
+
+def _best_note(out: Path) -> str:
+    m = out / "metrics.json"
+    if not m.exists():
+        return ""
+    hist = json.loads(m.read_text())
+    if not hist:
+        return ""
+    b = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
+    return f" (best PublicTest {b['val_acc_fivecrop_mean']:.2%} at {b['epoch']})"
+
+
+def parallel_summary(plan: list[dict], runs: Path, status: dict) -> list[dict]:
+    out = []
+    for r in plan:
+        d = runs / r["name"]
+        done, planned = run_state(d)
+        rec = {"name": r["name"], "arch": r["config"].arch, "epochs_planned": planned, "epochs_done": done,
+               "worker": status.get(r["name"])}
+        rec["status"] = ("done" if planned and done >= planned else "stopped" if done else "not started")
+        w = d / WORKER_FILE
+        if w.exists():
+            info = json.loads(w.read_text())
+            rec["seconds"] = info.get("seconds")
+            rec["epoch_s_estimate"] = info.get("estimate", {}).get("epoch_s")
+        if (d / "metrics.json").exists():
+            hist = json.loads((d / "metrics.json").read_text())
+            if hist:
+                best = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
+                rec["best_public_fivecrop"], rec["best_epoch"] = best["val_acc_fivecrop_mean"], best["epoch"]
+        out.append(rec)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--plan", default=str(REPO / "scripts" / "gpu_plan.json"), help="the planned runs (JSON)")
@@ -288,6 +538,12 @@ def main(argv=None) -> int:
                    help="write the packed FER2013 Training+PublicTest (and with --wheels Brevitas' wheels) into the "
                         "git-ignored DIR for a device session, then exit")
     p.add_argument("--wheels", action="store_true", help="--prepare: also download Brevitas and its dependencies as wheels")
+    p.add_argument("--parallel", action="store_true",
+                   help="one worker process per run, all at once on the device (a run starts when the runs in its "
+                        "'after' are finished); needs --deadline-min")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)   # --parallel's worker: train this run
+    p.add_argument("--until", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.prepare:
         prepare(Path(a.prepare), a.data, a.wheels)
@@ -296,6 +552,10 @@ def main(argv=None) -> int:
     deadline = t_start + 60 * a.deadline_min if a.deadline_min else float("inf")
     runs = Path(a.runs)
     plan = load_plan(Path(a.plan), runs, a.only, parse_overrides(a.overrides), a.epochs_scale)
+    if a.worker:
+        return worker(next(r for r in plan if r["name"] == a.worker), runs, a.data, a.until, a.threads)
+    if a.parallel and not a.deadline_min:
+        raise SystemExit("--parallel needs --deadline-min (the workers fit their epochs into it)")
     import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
@@ -306,8 +566,12 @@ def main(argv=None) -> int:
     for r in plan:
         done, planned = run_state(runs / r["name"])
         cfg = {k: v for k, v in asdict(r["config"]).items() if k not in ("arch",)}
-        log(f"plan: {r['name']} ({r['config'].arch}, {done}/{planned or r['config'].epochs} epochs done"
-            + (f", after {', '.join(r['after'])}" if r.get("after") else "") + f"): {json.dumps(cfg)}")
+        cfg.pop("epochs")
+        total = planned or (AUTO if r["auto"] else r["config"].epochs)
+        log(f"plan: {r['name']} ({r['config'].arch}, {done}/{total} epochs done"
+            + (f", after {', '.join(r['after'])}" if r.get("after") else "")
+            + (f", not before {', '.join(r['not_before'])} ended" if r.get("not_before") else "")
+            + (f", group {r['group']}" if r.get("group") else "") + f"): {json.dumps(cfg)}")
     if a.dry_run:
         return 0
     if torch.cuda.is_available():
@@ -317,7 +581,15 @@ def main(argv=None) -> int:
     data = load_data(a.data)
     runs.mkdir(parents=True, exist_ok=True)
     reserve = 60 * a.reserve_min if a.deadline_min else 0.0
-    summary = train_plan(plan, runs, data, deadline, reserve, log)
+    if a.parallel:
+        common = ["--plan", str(Path(a.plan).resolve()), "--epochs-scale", str(a.epochs_scale)]
+        for o in a.overrides:
+            common += ["--set", o]
+        status = run_parallel(plan, runs, data, common, until=deadline - reserve, hard_stop=deadline - reserve / 2,
+                              log=log)
+        summary = parallel_summary(plan, runs, status)
+    else:
+        summary = train_plan(plan, runs, data, deadline, reserve, log)
     shipped = []
     if a.ship_dir:
         shipped = ship_runs(plan, summary, runs, Path(a.ship_dir), data, Path(a.models_dir), log)
@@ -329,7 +601,9 @@ def main(argv=None) -> int:
         Path(a.pack).mkdir(parents=True, exist_ok=True)
         summary_copy.write_text(json.dumps(out, indent=2))
         pack(dirs, Path(a.pack), log)
-    log("summary: " + ", ".join(f"{s['name']} {s['status']} ({s.get('epochs_done', 0)}/{s['epochs_planned']})" for s in summary))
+    log("summary: " + ", ".join(f"{s['name']} {s['status']} ({s.get('epochs_done', 0)}/{s['epochs_planned']})"
+                                + (f" PublicTest {s['best_public_fivecrop']:.2%}" if "best_public_fivecrop" in s else "")
+                                for s in summary))
     return 0
 
 

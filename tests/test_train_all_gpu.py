@@ -27,7 +27,7 @@ def tiny_arch(monkeypatch):
 
 @pytest.fixture(scope="module")
 def packed(fer, tmp_path_factory, script):
-    """A few faces of every split, packed as --prepare packs them (PNG strip)."""
+    """A few faces of every split, packed as --prepare packs them (xz)."""
     from bdnn.data import FER2013
     keep = np.concatenate([np.flatnonzero(fer.usage == 0)[:40], np.flatnonzero(fer.usage == 1)[:10],
                            np.flatnonzero(fer.usage == 2)[:10]])
@@ -54,7 +54,9 @@ BUDGET = ["--set", "max_train_batches=2", "--set", "max_eval_faces=8", "--set", 
 def test_the_shipped_plan_is_valid(script, capsys):
     assert script.main(["--dry-run", "--runs", "/nonexistent/runs"]) == 0
     out = capsys.readouterr().out
-    assert "plan: teacher-vgg" in out and "plan: bdnn4-twostage" in out and "/nonexistent/runs/teacher-vgg" in out
+    assert "plan: teacher-vgg" in out and "plan: bdnn4-kd" in out and "/nonexistent/runs/teacher-vgg" in out
+    assert "bdnn4-long (bdnn4, 0/auto epochs done, not before teacher-vgg ended)" in out
+    assert "group levers-bdnn2" in out
 
 
 def test_plan_trains_resumes_ships_and_packs(script, packed, tmp_path, capsys):
@@ -130,3 +132,46 @@ def test_a_pack_without_privatetest_trains_but_does_not_ship(script, fer, tmp_pa
                         "--ship-dir", str(tmp_path / "shipped")] + BUDGET) == 0
     assert "no PrivateTest" in capsys.readouterr().out and not (tmp_path / "shipped").exists()
     assert json.loads((tmp_path / "runs" / "gpu_summary.json").read_text())["runs"][0]["status"] == "done"
+
+
+PARALLEL_PLAN = {"runs": [
+    {"name": "t", "args": {"arch": "teacher-vgg-small", "epochs": 1, "loss": "ce"}, "share": 0.5},
+    {"name": "long", "args": {"arch": "bdnn2", "epochs": "auto", "loss": "ce", "select_with": "torch"},
+     "not_before": ["t"]},
+    {"name": "g-base", "args": {"arch": "bdnn2", "epochs": "auto", "loss": "ce"}, "after": ["t"], "group": "g"},
+    {"name": "g-kd", "args": {"arch": "bdnn2", "epochs": "auto", "loss": "ce", "teacher": "{runs}/t"},
+     "after": ["t"], "group": "g"},
+    {"name": "never", "args": {"arch": "bdnn2", "epochs": 1, "loss": "ce"}, "after": ["nope"]},
+    {"name": "nope", "args": {"arch": "bdnn2", "epochs": 1, "loss": "ce", "teacher": "{runs}/no-such-teacher"}},
+]}
+
+
+def test_parallel_mode_fits_auto_epochs_into_the_deadline_and_groups_train_equal_epochs(script, packed, tmp_path, capsys):
+    """--parallel on the cpu: the teacher first, then the other runs at once in worker processes;
+    'auto' runs measure an epoch and fit into the deadline, a group trains the same epochs, a run
+    waiting for one that failed is skipped, and everything ends before the deadline."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PARALLEL_PLAN))
+    runs = tmp_path / "runs"
+    t0 = __import__("time").time()
+    assert script.main(["--parallel", "--plan", str(plan), "--runs", str(runs), "--data", str(packed),
+                        "--deadline-min", "1.8", "--reserve-min", "0.4", "--pack", str(tmp_path / "out"),
+                        "--set", "max_train_batches=1", "--set", "max_eval_faces=8", "--set", "batch_size=8",
+                        "--set", "fast=false"]) == 0
+    assert __import__("time").time() - t0 < 1.8 * 60 + 5
+    log = capsys.readouterr().out
+    summary = {s["name"]: s for s in json.loads((runs / "gpu_summary.json").read_text())["runs"]}
+    assert summary["t"]["status"] == "done"
+    # fitted, not the placeholder epoch; a loaded machine may still stop a run early (never past the deadline)
+    w = json.loads((runs / "long" / "worker.json").read_text())
+    assert w["estimate"]["epoch_s"] > 0 and w["epochs"] == summary["long"]["epochs_planned"] >= 2
+    assert json.loads((runs / "long" / "config.json").read_text())["epochs"] == w["epochs"]
+    assert summary["long"]["epochs_done"] >= 1
+    groups = [json.loads((runs / n / "worker.json").read_text())["group_epochs"] for n in ("g-base", "g-kd")]
+    assert groups[0] == groups[1] >= 1 and summary["g-base"]["epochs_planned"] == summary["g-kd"]["epochs_planned"]
+    assert summary["g-kd"]["epochs_done"] >= 1 and f"group g: g-base, g-kd train {groups[0]} epochs each" in log
+    assert summary["nope"]["status"] != "done" and summary["never"]["status"] == "not started"
+    assert "never: skipped" in log
+    assert (runs / "long" / "model.npz").exists() and (runs / "long" / "train.log").exists()
+    names = [n for t in (tmp_path / "out").glob("results-*.tar") for n in tarfile.open(t).getnames()]
+    assert "long/model.npz" in names and "long/worker.json" in names

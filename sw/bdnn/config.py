@@ -13,6 +13,7 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("hinge", "sqhinge", "ce")
 AUGMENTS = ("fivecrop", "random")
+SELECTORS = ("engine", "torch")
 
 
 def _f(default, help: str, choices=None):
@@ -52,6 +53,10 @@ class TrainConfig:
     kd_weight: float = _f(0.5, "--teacher: loss = (1-w) * hard loss + w * T^2 KL(teacher_T || student_T); "
                                "1: the teacher's softmax alone")
     kd_temperature: float = _f(4.0, "--teacher: softmax temperature T of the distillation term")
+    select_with: str = _f("engine", "how a binary BDNN's epochs are scored on PublicTest for selection: engine = the "
+                                    "bit-exact integer engine on the cpu (what the hardware computes); torch = fp32 "
+                                    "torch on the training device (fast on a GPU; a near-tie can differ, so the "
+                                    "shipped card re-measures with the engine)", SELECTORS)
     binary_weights: bool = _f(True, "binary weights; --no-binary-weights: the latent-weight stage of two-stage "
                                     "training (binary activations, real weights; selection in fp32, no model.npz); "
                                     "stage 2 is a binary run with --init-from STAGE1/best.pt")
@@ -63,7 +68,7 @@ class ConfigError(BdnnError, ValueError):
 
 # options added after the first shipped recipes: written into a run's command only when changed
 LEVERS = ("label_smoothing", "robust_augment", "robust_prob", "teacher", "kd_weight", "kd_temperature",
-          "binary_weights")
+          "binary_weights", "select_with")
 LEVER_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in LEVERS}
 
 
@@ -78,6 +83,10 @@ def check_config(cfg: TrainConfig) -> None:
     from .perturb import PerturbError
     if cfg.arch.lower() not in ARCHS and cfg.arch.lower() not in TEACHER_ARCHS:
         raise ConfigError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join([*ARCHS, *TEACHER_ARCHS])}")
+    if cfg.select_with not in SELECTORS:
+        raise ConfigError(f"select_with {cfg.select_with!r}: choose one of {', '.join(SELECTORS)}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ConfigError(f"epochs ({cfg.epochs}) and batch_size ({cfg.batch_size}) must be >= 1")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
     if cfg.label_smoothing and cfg.loss != "ce":

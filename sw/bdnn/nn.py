@@ -100,15 +100,18 @@ class BDNN(nn.Module):
 
 
 @torch.no_grad()
-def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str | None = None) -> np.ndarray:
-    """Exact fp32 eval scores for uint8 crops (..., 42, 42) -> (..., classes)."""
+def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str | None = None,
+                   device: str | None = None) -> np.ndarray:
+    """fp32 eval scores for uint8 crops (..., 42, 42) -> (..., classes), on ``device`` (default:
+    where the model is)."""
     model.eval()
     lead = crops.shape[:-2]
     flat = crops.reshape(-1, 1, CROP_SIZE, CROP_SIZE)
     out = []
     from tqdm import tqdm
     for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
-        out.append(model(torch.from_numpy(flat[i:i + batch].astype(np.float32))).numpy())
+        x = torch.from_numpy(flat[i:i + batch].astype(np.float32))
+        out.append(model(x if device is None else x.to(device)).float().cpu().numpy())
     return np.concatenate(out).reshape(*lead, -1)
 
 

@@ -75,12 +75,17 @@ def is_hardware_model(cfg: TrainConfig) -> bool:
     return not is_teacher(cfg.arch) and cfg.binary_weights
 
 
-def val_scores_of(cfg: TrainConfig, model: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
-    """Selection scores: exactly as the hardware computes for a binary BDNN, fp32 torch otherwise
-    (a teacher, the latent-weight stage)."""
-    if is_hardware_model(cfg):
-        return exact_scores(model, crops)
-    return predict_scores(model, crops, cfg.eval_batch)
+def val_scores_of(cfg: TrainConfig, model: torch.nn.Module, crops: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Selection scores: exactly as the hardware computes for a binary BDNN (``select_with``
+    "engine", on the cpu), fp32 torch on ``device`` otherwise (a teacher, the latent-weight stage,
+    ``select_with`` "torch"). The model is left on ``device``."""
+    if is_hardware_model(cfg) and cfg.select_with == "engine":
+        model.to("cpu")
+        scores = exact_scores(model, crops)
+        model.to(device)
+        return scores
+    model.to(device)
+    return predict_scores(model, crops, cfg.eval_batch, device=device)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -178,11 +183,103 @@ def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine | onecycle | constant)")
 
 
+# -- one step ----------------------------------------------------------------------------------
+def make_batch(cfg: TrainConfig, robust: list[str], train_x: np.ndarray, train_y: np.ndarray, idx: np.ndarray,
+               np_rng: np.random.Generator, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Faces ``idx`` -> augmented crops (N,1,42,42) and labels on ``device``."""
+    faces = train_x[idx]
+    if robust:
+        faces = robust_augment(faces, robust, np_rng, cfg.robust_prob)
+    x = torch.from_numpy(sample_crops(faces, np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
+    y = torch.from_numpy(train_y[idx].astype(np.int64))
+    x, y = x.to(device), y.to(device)
+    if cfg.fast:
+        x = x.to(memory_format=torch.channels_last)
+    return x, y
+
+
+def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.Tensor, y: torch.Tensor,
+               device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step (the scheduler is the caller's); returns (loss, scores)."""
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
+        scores = model(x)
+        t_scores = None
+        if teacher is not None:
+            with torch.no_grad():
+                t_scores = teacher(x)
+    loss = training_loss(cfg, scores, y, t_scores)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if isinstance(model, BDNN):
+        model.clip_latent_weights()
+    return loss, scores
+
+
+def load_run_teacher(cfg: TrainConfig, device: str):
+    """The distillation teacher of ``cfg`` on ``device`` (None without --teacher)."""
+    if not cfg.teacher:
+        return None
+    from .teacher import load_teacher
+    teacher = load_teacher(cfg.teacher).to(device)
+    if cfg.fast:
+        teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
+def training_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def estimate_epoch_seconds(cfg: TrainConfig, data: FER2013, steps: int = 12, warmup: int = 3) -> dict:
+    """Time a few real training steps (a throwaway model, optimizer and RNG: the run itself is not
+    touched) and one selection pass, under whatever else the machine is running now; from them the
+    seconds of one epoch of ``cfg``. For fitting a run's epochs into a deadline."""
+    device = training_device()
+    train_x, train_y = data.split("Training")
+    val_faces = len(data.split("PublicTest")[0])
+    if cfg.max_eval_faces:
+        val_faces = min(val_faces, cfg.max_eval_faces)
+    model = build_model(cfg).to(device)
+    if cfg.fast:
+        model.to(memory_format=torch.channels_last)
+    teacher = load_run_teacher(cfg, device)
+    opt = make_optimizer(cfg, model)
+    rng = np.random.default_rng(12345)
+    robust = robust_names(cfg)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync()
+            t0 = time.time()
+        idx = rng.integers(0, len(train_x), cfg.batch_size)
+        x, y = make_batch(cfg, robust, train_x, train_y, idx, rng, device)
+        train_step(cfg, model, teacher, opt, x, y, device)
+    sync()
+    step_s = (time.time() - t0) / steps
+    probe = five_crops(data.split("PublicTest")[0][:min(val_faces, 64)])
+    t0 = time.time()
+    val_scores_of(cfg, model, probe, device)
+    sync()
+    eval_s = (time.time() - t0) * val_faces / len(probe)
+    n_steps = len(train_x) // cfg.batch_size
+    if cfg.max_train_batches:
+        n_steps = min(n_steps, cfg.max_train_batches)
+    params = sum(p.numel() for p in model.parameters())
+    save_s = 2.0 + 3 * params * 4 / 200e6  # plots + last.pt / best.pt (weights and Adam moments) at ~200 MB/s
+    del model, opt, teacher
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return {"device": device, "step_s": step_s, "steps_per_epoch": n_steps, "eval_s": eval_s, "save_s": save_s,
+            "epoch_s": n_steps * step_s + eval_s + save_s}
+
+
 # -- the loop -----------------------------------------------------------------------------
 def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool = False,
-          data_path: str | None = None, stop_after: int = 0) -> dict:
+          data_path: str | None = None, stop_after: int = 0, deadline: float | None = None) -> dict:
     """Train (or resume) a run in ``out``. ``stop_after`` > 0 ends this invocation after that many
-    epochs (the run stays resumable): for time-boxed sessions."""
+    epochs; ``deadline`` (a ``time.time()``) ends it before an epoch that would not finish by then,
+    judged by the slowest epoch so far. Either way the run stays resumable: for time-boxed sessions."""
     out = Path(out)
     check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +321,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         steps = min(steps, cfg.max_train_batches)
     sched = make_scheduler(cfg, opt, steps)
     history, start_epoch, best = [], 0, {"epoch": -1, "acc_fivecrop_mean": -1.0}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = training_device()
     if state is not None:
         # order matters: the scheduler exists before the optimizer state (and its lr) is restored
         model.load_state_dict(state["model"])
@@ -234,12 +331,8 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         print(f"resuming {cfg.arch} from {last} at epoch {start_epoch + 1}/{cfg.epochs}")
 
-    teacher = None
-    if cfg.teacher:
-        from .teacher import load_teacher
-        teacher = load_teacher(cfg.teacher).to(device)
-        if cfg.fast:
-            teacher.to(memory_format=torch.channels_last)
+    teacher = load_run_teacher(cfg, device)
+    if teacher is not None:
         print(f"distilling from {cfg.teacher} ({teacher.name}): weight {cfg.kd_weight}, temperature {cfg.kd_temperature}")
     model.to(device)
     if cfg.fast:
@@ -247,7 +340,13 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
+    slowest = 0.0
     for epoch in range(start_epoch, end_epoch):
+        if deadline is not None and time.time() + slowest > deadline:
+            print(f"stopping before epoch {epoch + 1}/{cfg.epochs}: it would end after the deadline "
+                  f"(an epoch takes up to {slowest:.0f} s); resume with --resume")
+            break
+        t_epoch = time.time()
         model.train()
         t0 = time.time()
         perm = np_rng.permutation(len(train_x))
@@ -255,33 +354,15 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            faces = train_x[idx]
-            if robust:
-                faces = robust_augment(faces, robust, np_rng, cfg.robust_prob)
-            x = torch.from_numpy(sample_crops(faces, np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
-            y = torch.from_numpy(train_y[idx].astype(np.int64))
-            x, y = x.to(device), y.to(device)
-            if cfg.fast:
-                x = x.to(memory_format=torch.channels_last)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
-                scores = model(x)
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_scores = teacher(x)
-            loss = training_loss(cfg, scores, y, t_scores if teacher is not None else None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            x, y = make_batch(cfg, robust, train_x, train_y, idx, np_rng, device)
+            loss, scores = train_step(cfg, model, teacher, opt, x, y, device)
             sched.step()
-            if isinstance(model, BDNN):
-                model.clip_latent_weights()
             run_loss += loss.item() * len(y)
             correct += (scores.argmax(1) == y).sum().item()
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         train_time = time.time() - t0
-        model.to("cpu")
-        val_scores = val_scores_of(cfg, model, val_crops)
+        val_scores = val_scores_of(cfg, model, val_crops, device)
         rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": correct / seen,
                "lr": sched.get_last_lr()[0], "train_seconds": train_time,
                **{f"val_{k}": v for k, v in accuracies(val_scores, val_y).items()}}
@@ -310,10 +391,10 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
                 save_teacher(model, out / TEACHER_FILE, meta={"epoch": epoch + 1, "config": asdict(cfg)})
         save_checkpoint(last, state)
         (out / "metrics.json").write_text(json.dumps(history, indent=2))
-        model.to(device)
         try:
             from .plots import plot_learning_curve
             plot_learning_curve(history, out / "learning_curve.png", title=f"{cfg.arch} ({cfg.loss}, lr {cfg.lr})")
         except Exception as e:  # plots are a convenience, never a reason to lose a run
             print(f"warning: learning-curve plot failed: {e}")
+        slowest = max(slowest, time.time() - t_epoch)
     return {"best": best, "history": history}

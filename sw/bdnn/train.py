@@ -258,6 +258,8 @@ def estimate_epoch_seconds(cfg: TrainConfig, data: FER2013, steps: int = 12, war
     sync()
     step_s = (time.time() - t0) / steps
     probe = five_crops(data.split("PublicTest")[0][:min(val_faces, 64)])
+    val_scores_of(cfg, model, probe, device)  # untimed: first-call costs (cudnn autotuning) are not per epoch
+    sync()
     t0 = time.time()
     val_scores_of(cfg, model, probe, device)
     sync()

@@ -28,6 +28,10 @@ class Board:
     # 66.4k LUT = 94 %, 180 of 216 BRAM36) a 1152 x 128 weight ROM in LUTs is ~2.3k LUTs or 16 BRAM36
     rtl_fifo_block_min_depth: int | None = None
     rtl_rom_block_min_bits: int | None = None
+    # weight-replaying units for the layers whose weights stream from DDR (hw/rtl/replay_op.py), B
+    # crops per batch: where DDR binds (PYNQ-Z2 BDNN4: 70 crops/s with FINN's external mode) a face's
+    # five crops share each weight fetch; 0 = FINN's external weight mode
+    replay_batch: int = 0
 
     @property
     def clk_period_ns(self) -> float:
@@ -38,7 +42,8 @@ class Board:
 
 
 BOARDS: dict[str, Board] = {
-    "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 100.0, 53_200, 106_400, 140, 220, 64, 1000),
+    "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 100.0, 53_200, 106_400, 140, 220, 64, 1000,
+                     replay_batch=5),
     "ultra96": Board("ultra96", "Ultra96", "xczu3eg-sbva484-1-e", 200.0, 70_560, 141_120, 216, 360, 128, 3000,
                      synth_family="xcup", rtl_fifo_block_min_depth=1024, rtl_rom_block_min_bits=100_000),
 }

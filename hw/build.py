@@ -43,18 +43,31 @@ def parse_args(arch: str, argv=None):
     p.add_argument("--rtl-only", action="store_true",
                    help="replace FINN's HLS-only layers (binary MVAU, max-pool, fork, concat) by the project's RTL ops "
                         "(hw/rtl; their LUT estimates are an analytical model, yosys measures them)")
-    p.add_argument("--replay-batch", type=int, default=0, metavar="B",
+    p.add_argument("--replay-batch", type=int, default=None, metavar="B",
                    help="layers whose weights stream from DDR become weight-replaying units (hw/rtl/replay_op.py) "
                         "that fetch each matrix once per batch of B crops (5: a face's five crops) instead of "
-                        "once per output pixel of every crop; the host sends whole batches (default 0: FINN's "
-                        "external mode)")
+                        "once per output pixel of every crop; the host sends whole batches. Default: the "
+                        "board's (PYNQ-Z2 5, Ultra96 0); 0: FINN's external weight mode")
     p.add_argument("--no-yosys", action="store_true", help="skip yosys (per RTL unit and the whole stitched design)")
     a = p.parse_args(argv)
-    if a.replay_batch < 0:
+    if a.replay_batch is not None and a.replay_batch < 0:
         p.error(f"--replay-batch must be >= 0, got {a.replay_batch}")
-    if a.replay_batch and a.stitched_crops % a.replay_batch:
-        p.error(f"--stitched-crops {a.stitched_crops} must be a whole number of --replay-batch {a.replay_batch} batches")
+    from .boards import BOARDS, get_board
+    try:
+        boards = list(BOARDS.values()) if a.board == "all" else [get_board(a.board)]
+    except ValueError as e:
+        p.error(str(e))
+    for b in boards:
+        rb = a.replay_batch  # a board's default batch rounds the crops up instead (open_tool_evidence)
+        if rb and a.stitched_crops % rb:
+            p.error(f"--stitched-crops {a.stitched_crops} must be a whole number of {b.key}'s replay batches of {rb} "
+                    f"crops (--replay-batch)")
     return a
+
+
+def board_replay_batch(a, board) -> int:
+    """--replay-batch if given, else the board's default."""
+    return board.replay_batch if a.replay_batch is None else a.replay_batch
 
 
 def verification_crops(n: int, data_path) -> tuple[np.ndarray, str]:
@@ -79,6 +92,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     from bdnn import contract
     (bdir / contract.SUMMARY_FILE).unlink(missing_ok=True)  # never leave a stale summary behind
     shutil.rmtree(bdir / "report", ignore_errors=True)
+    replay_batch = board_replay_batch(a, board)
     cfg_path = Path(a.folding_config) if a.folding_config else board_config_path(art.spec.name, board.key)
     role_cfg = load_role_config(cfg_path) if cfg_path.exists() else None
     if a.target_fps:
@@ -89,10 +103,10 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         print(f"[3/3] {board.key}: searching the fastest folding that fits"
               f"{' with placement ' + cfg_path.name if role_cfg else ''}")
         target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only,
-                                   replay_batch=a.replay_batch)
+                                   replay_batch=replay_batch)
         searched = True
     est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names, rtl_only=a.rtl_only,
-                        replay_batch=a.replay_batch)
+                        replay_batch=replay_batch)
     lint = {"ran": False, "reason": "--no-codegen"}
     evidence = {k: {"ran": False, "reason": "--no-codegen"} for k in ("sim", "rtl_synth", "stitched_sim", "synth")}
     if not a.no_codegen:
@@ -113,7 +127,8 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     summary = {
         "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
         "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched,
-        "rtl_only": bool(a.rtl_only), "replay_batch": int(a.replay_batch),
+        "rtl_only": bool(a.rtl_only), "replay_batch": int(replay_batch),
+        "replay_batch_from": "board default" if a.replay_batch is None else "--replay-batch",
         "role_config": str(cfg_path.relative_to(REPO)) if role_cfg and cfg_path.is_relative_to(REPO) else (str(cfg_path) if role_cfg else None),
         "lut_budget": board.lut, "bram36_budget": board.bram36, "dsp_budget": board.dsp,
         "lut_limit": board.lut_limit, "bram_limit": board.bram_limit,
@@ -151,7 +166,20 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
         t = syn["totals"]
         print(f"      yosys: {len(syn['units'])} RTL units, {t['lut']:,} LUT ({t['lutram']:,} as memory), "
               f"{t['ff']:,} FF, {t['bram36']:g} BRAM36; {len(syn['errors'])} errors")
-    st_crops, source = (verification_crops(a.stitched_crops, a.data) if a.stitched_crops > 0
+    n_stitched = a.stitched_crops
+    if n_stitched > 0:
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        from bdnn import contract
+
+        from .rtl import ops  # noqa: F401  (registers the replay op)
+        from .rtl.stitched_sim import replay_batch
+        b = replay_batch(ModelWrapper(str(bdir / contract.FOLDED_GRAPH_FILE)))
+        if n_stitched % b:  # replay units take whole batches (an explicit --replay-batch was checked up front)
+            n_stitched += b - n_stitched % b
+            print(f"      note: --stitched-crops {a.stitched_crops} rounded up to {n_stitched}, whole batches of "
+                  f"the replay units' {b} crops")
+    st_crops, source = (verification_crops(n_stitched, a.data) if n_stitched > 0
                         else (np.zeros((0, 42, 42), np.uint8), None))
     stitched, whole = open_hw.run_stitched(fe, bdir, board, st_crops, source, synth=not a.no_yosys)
     if stitched.get("error"):

@@ -48,13 +48,25 @@ FRONTEND_STEPS = [
     (HW_GRAPH_STAGE, finn_steps.step_create_dataflow_partition),
 ]
 # Per board, Vivado only.
+def _replay_step(name):
+    def step(model, cfg):
+        from .rtl import replay_driver
+        return getattr(replay_driver, name)(model, cfg)
+    step.__name__ = name
+    return step
+
+
+# the replay units' weight DMAs and driver info: written and unit-tested without Vivado
+# (tests/test_pynq_standin.py), the Vivado run itself is untested
 VIVADO_STEPS = [
     finn_steps.step_hw_codegen,
     finn_steps.step_hw_ipgen,
     finn_steps.step_set_fifo_depths,
     finn_steps.step_create_stitched_ip,
+    _replay_step("step_insert_replay_weight_dmas"),
     finn_steps.step_synthesize_bitfile,
     finn_steps.step_make_driver,
+    _replay_step("step_write_replay_info"),
     finn_steps.step_deployment_package,
 ]
 

@@ -2,28 +2,40 @@
 """Train every planned run in one go (CUDA when present, else CPU), resumable, inside a deadline.
 
     python scripts/train_all_gpu.py [--plan scripts/gpu_plan.json] [--runs runs] [--only a,b]
-        [--deadline-min 12] [--epochs-scale 0.25] [--set key=value ...] [--data FER2013]
+        [--parallel] [--deadline-min 12] [--epochs-scale 0.25] [--set key=value ...] [--data FER2013]
         [--ship-dir DIR] [--pack DIR] [--dry-run]
 
-Each run of the plan (``scripts/gpu_plan.json``: name, ``bdnn train`` options, ``after``, ``ship_as``)
-trains with ``bdnn.train.train`` into ``RUNS/<name>`` one epoch per call, so it can stop at any
-epoch boundary before the deadline and continue later (``--resume`` semantics: a run with a
-``last.pt`` continues exactly; a finished one is skipped). A run waits for the runs in its
-``after``. At the end: ``RUNS/gpu_summary.json`` (per run: status, epochs, best PublicTest, seconds,
-device); with ``--ship-dir`` every finished run with ``ship_as`` is packaged by ``bdnn ship`` (same
-card, same exact accuracies) into ``DIR/<name>`` and the best per model on **PublicTest** is named
-(PrivateTest is reported, never used to choose); with ``--pack`` the small files (model.npz,
-teacher.npz, metrics, configs, plots, shipped folders; never *.pt) are written as at most 8 tar
-files of at most 16 MiB into DIR, which is what a leased device machine can send back.
+Each run of the plan (``scripts/gpu_plan.json``) names ``bdnn train`` options; ``"epochs": "auto"``
+fills the run's ``share`` (default 1) of the time left before the deadline, measured on the machine
+when the run starts (``bdnn.train.estimate_epoch_seconds``: real steps and a selection pass under
+the load of that moment). ``after``: start once those runs have finished; ``not_before`` (parallel
+mode): once they have ended, however; ``group``: runs that train the same number of epochs (the
+fewest any of them fits; an ablation at equal budget); ``ship_as``: the model a run competes for.
+
+Sequential mode (default) trains the runs in order, one epoch per call, so it can stop at any epoch
+boundary before the deadline and continue later (``--resume`` semantics: a run with a ``last.pt``
+continues exactly; a finished one is skipped). ``--parallel`` starts one worker process per run as
+soon as it may start, all on the one device (a GPU is launch-bound on these small networks, so
+several runs share it well: on an H200, six runs at once trained a BDNN4 epoch in ~11 s), and stops
+them all at the deadline. At the end: ``RUNS/gpu_summary.json`` (per run: status, epochs, best
+PublicTest, seconds, device); ``RUNS/<name>/worker.json`` and ``train.log`` in parallel mode; with
+``--ship-dir`` every finished run with ``ship_as`` is packaged by ``bdnn ship`` (same card, same
+exact accuracies) into ``DIR/<name>`` and the best per model on **PublicTest** is named (PrivateTest
+is reported, never used to choose); with ``--pack`` the small files (model.npz, teacher.npz,
+metrics, configs, plots, logs, shipped folders; never *.pt) are written as at most 8 tar files of at
+most 16 MiB into DIR, which is what a leased device machine can send back.
 
 ``--prepare DIR`` (here, before a device session) writes what the device machine lacks into DIR,
 which must be git-ignored: FER2013 Training + PublicTest packed losslessly (xz, about 50 MB;
 never committed) and, with ``--wheels``, Brevitas and its two small dependencies as wheels. The
-device command (carry DIR; its python3 has torch):
+device command (carry DIR; its python3 has torch). Give it a fresh ``--runs`` folder: a machine
+still warm from an earlier call keeps that call's git-ignored ``runs/``, and finished runs found
+there are skipped, not retrained:
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl &&
-    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/train_all_gpu.py --data .gpu/fer2013_train_public.npz
-        --deadline-min 9 --pack $OUT 2>&1 | tee $OUT/log
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 scripts/train_all_gpu.py --parallel
+        --data .gpu/fer2013_train_public.npz --runs /tmp/gpu_runs --deadline-min 9 --reserve-min 0.8
+        --pack $OUT 2>&1 | tee $OUT/log
 
 then here: ``tar -xf results-N.tar -C runs`` for each, and ``bdnn ship runs/RUN models/X`` measures
 PrivateTest (not carried) for the card.

@@ -120,8 +120,9 @@ def finn_pynq_driver(folded_graph: Path, board, work: Path) -> Path:
     from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from bdnn_hw.rtl.replay_driver import InsertReplayWeightDMA, write_replay_info
     m = ModelWrapper(str(folded_graph)).transform(InferDataLayouts())
-    for trn in (InsertIODMA(board.axi_port_width), InsertDWC(), SpecializeLayers(board.fpga_part), Floorplan(),
+    for trn in (InsertReplayWeightDMA(board.axi_port_width), InsertIODMA(board.axi_port_width), InsertDWC(), SpecializeLayers(board.fpga_part), Floorplan(),
                 CreateDataflowPartition(partition_model_dir=str(work / "partitions"))):
         m = m.transform(trn).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
     idma = odma = 0
@@ -135,6 +136,7 @@ def finn_pynq_driver(folded_graph: Path, board, work: Path) -> Path:
             name = node.name
         getCustomOp(node).set_nodeattr("instance_name", name)
     m = m.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=board.clk_period_ns))
+    write_replay_info(m, Path(m.get_metadata_prop("pynq_driver_dir")))  # the build's step_write_replay_info
     return Path(m.get_metadata_prop("pynq_driver_dir"))
 
 
@@ -142,16 +144,19 @@ def finn_pynq_driver(folded_graph: Path, board, work: Path) -> Path:
 def tiny_deploy(tmp_path_factory, tiny_model, tiny_frontend):
     """The tiny model's PYNQ-Z2 deployment folder: bdnn's files (contract.write_deploy_files), FINN's
     driver settings and external weights for a build with fc1 in DDR, and a stand-in bitfile."""
+    return _tiny_deploy(tmp_path_factory.mktemp("tiny_build"), tiny_model, tiny_frontend, replay_batch=0)
+
+
+def _tiny_deploy(build, tiny_model, tiny_frontend, replay_batch: int):
     import shutil
 
     from bdnn import contract
     from bdnn_hw.boards import get_board
     from bdnn_hw.flow import run_estimates
     from qonnx.core.modelwrapper import ModelWrapper
-    build = tmp_path_factory.mktemp("tiny_build")
     board = get_board("pynq-z2")
     run_estimates(tiny_frontend.hw_graph, board, build / board.key, None, EXTERNAL_FC1, tiny_spec().layer_names(),
-                  progress=False)
+                  progress=False, replay_batch=replay_batch)
     driver = finn_pynq_driver(build / board.key / contract.FOLDED_GRAPH_FILE, board, build / "driver_work")
     hw = ModelWrapper(str(tiny_frontend.hw_graph))
     scale, bias = contract.parse_host_affine(hw.get_metadata_prop(contract.HOST_AFFINE_KEY))
@@ -162,6 +167,13 @@ def tiny_deploy(tmp_path_factory, tiny_model, tiny_frontend):
     (deploy / "bitfile").mkdir()
     (deploy / "bitfile" / "finn-accel.bit").write_bytes(b"stand-in: no Vivado here")
     return deploy
+
+
+@pytest.fixture(scope="session")
+def tiny_replay_deploy(tmp_path_factory, tiny_model, tiny_frontend):
+    """The same deployment with fc1 as a weight-replaying unit of 5 crops (the PYNQ-Z2 default):
+    its weight DMA runs once per batch (driver/replay_weights.json)."""
+    return _tiny_deploy(tmp_path_factory.mktemp("tiny_replay_build"), tiny_model, tiny_frontend, replay_batch=5)
 
 
 @pytest.fixture(scope="session")

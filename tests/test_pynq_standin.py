@@ -144,3 +144,71 @@ def test_pynq_backend_picks_no_board_by_itself(tmp_path, monkeypatch, tiny_model
     assert resolve_deploy(tmp_path / "x", tiny_model) == tmp_path / "x"
     monkeypatch.setenv("BDNN_DEPLOY", str(tmp_path / "y"))
     assert resolve_deploy(None, tiny_model) == tmp_path / "y"
+
+
+REPLAY_SCRIPT = r'''
+import json, sys
+import numpy as np
+from bdnn.backends import get_backend
+from bdnn.preprocess import five_crops
+deploy, faces_file, out = sys.argv[1:4]
+faces = np.load(faces_file)
+cpu = get_backend("cpu", deploy)
+runs = {}
+for batch in (7, 50):
+    b = get_backend("pynq", deploy=deploy, batch=batch)
+    crops = five_crops(faces[:13]).reshape(-1, 42, 42)
+    for n in (65, 7, 1):  # whole batches of 5, then 7 and 1 crops (the last batch padded)
+        s_p, s_c = b.crop_scores(crops[:n]), cpu.crop_scores(crops[:n])
+        runs[f"batch {batch}, {n} crops"] = {"pynq": s_p.argmax(-1).tolist(), "cpu": s_c.argmax(-1).tolist(),
+                                            "shape": list(s_p.shape), "max_diff": float(np.abs(s_p - s_c).max()),
+                                            "chunk": b.batch}
+json.dump({"runs": runs}, open(out, "w"))
+'''
+
+
+def test_replay_deploy_streams_the_units_matrix_once_per_batch(tiny_replay_deploy):
+    """The replay unit's weight DMA: FINN's driver files list it as an external weight, its DDR
+    buffer holds exactly the weight words the unit consumed in the stitched simulation (one pass
+    over the matrix), and driver/replay_weights.json gives the host its batch."""
+    from bdnn_hw.rtl import ops  # noqa: F401
+    from bdnn_hw.rtl.replay import OP_TYPE, pack_weights
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    driver = tiny_replay_deploy / contract.DRIVER_DIR
+    info = json.loads((driver / contract.REPLAY_WEIGHTS_FILE).read_text())
+    settings = json.loads((driver / "settings.json").read_text())["driver_information"]
+    assert info["batch"] == 5 and len(info["dmas"]) == 1
+    (dma, d), = info["dmas"].items()
+    assert settings["io_shape_dict"]["number_of_external_weights"] in (1, "1")
+    assert dma in settings["io_shape_dict"]["external_weights_input_shapes"]
+    folded = ModelWrapper(str(tiny_replay_deploy.parent / contract.FOLDED_GRAPH_FILE))
+    node = next(n for n in folded.graph.node if n.op_type == OP_TYPE)
+    assert d["layer"] == node.name and any(r.startswith("MVAU") for r in getCustomOp(node).get_nodeattr("replaced"))
+    s = getCustomOp(node).shape()
+    words = pack_weights(np.rint(folded.get_initializer(node.input[1])).astype(np.uint8).T, s)
+    per_word = s.pe * s.simd // 8
+    want = words.astype("<u4").view(np.uint8).reshape(len(words), -1)[:, :per_word]
+    ddr = np.load(driver / contract.RUNTIME_WEIGHTS_DIR / f"{dma}.npy").reshape(len(words), per_word)
+    assert d["words"] == len(words)
+    np.testing.assert_array_equal(ddr, want)
+
+
+def test_pynq_backend_sends_whole_replay_batches_and_runs_the_weight_dma_once_per_batch(
+        board_venv, board_driver, tiny_replay_deploy, golden, tmp_path):
+    py = board_venv[0]
+    (tmp_path / "run.py").write_text(REPLAY_SCRIPT)
+    log = tmp_path / "accelerator.jsonl"
+    env = dict(BDNN_STANDIN_GOLDEN=golden / "golden.npz", BDNN_STANDIN_LOG=log, BDNN_CACHE=tmp_path / "cache")
+    board_env.run_in(py, [tmp_path / "run.py", tiny_replay_deploy, golden / "faces.npy", tmp_path / "out.json"],
+                     pythonpath=(board_env.STANDIN, board_driver), **env)
+    r = json.loads((tmp_path / "out.json").read_text())
+    for name, run in r["runs"].items():
+        assert run["pynq"] == run["cpu"] and run["max_diff"] < 1e-4, name
+        assert run["shape"][0] == int(name.split(", ")[1].split()[0]) and run["chunk"] % 5 == 0, name
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert runs and all(x["crops"] % 5 == 0 for x in runs)
+    assert all(x["replay_weight_runs"] == {k: x["crops"] // 5 for k in x["replay_weight_runs"]} and x["replay_weight_runs"]
+               for x in runs)
+    # batch 7 becomes 10 crops per run; 7 crops go as one padded run of 10
+    assert [x["crops"] for x in runs if not x["flush"]][:8] == [10] * 6 + [5, 10]

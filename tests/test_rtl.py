@@ -294,3 +294,46 @@ def test_stream_fifo_in_block_ram_behaves_like_the_lutram_one_cycle_for_cycle(tm
     assert runs[0][2].stats["probes"]["max_count"] > 100  # the slow reader really filled it
     print({b: {k: syn[b][k] for k in ("lut", "lutram", "ff", "bram36")} for b in syn})
     assert syn[1]["bram36"] > 0 and syn[1]["lutram"] == 0
+
+
+def _fifo_unit(d, width, depth, block, bits):
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtlsim.harness import Unit, axis
+    c = int(np.ceil(np.log2(depth + 1)))
+    (d / "fifo_top.sv").write_text(
+        f"module fifo_top (input logic clk, input logic rst_n, input logic [{width - 1}:0] in_tdata,\n"
+        f"  input logic in_tvalid, output logic in_tready, output logic [{width - 1}:0] out_tdata,\n"
+        f"  output logic out_tvalid, input logic out_tready, output logic [{c - 1}:0] max_count);\n"
+        f"  logic [{c - 1}:0] cur;\n"
+        f"  stream_fifo #(.WIDTH({width}), .DEPTH({depth}), .BLOCK({block}), .BITS({bits})) f (.clk, .rst_n,\n"
+        f"    .limit({c}'d{depth}), .in_tdata, .in_tvalid, .in_tready, .out_tdata, .out_tvalid, .out_tready,\n"
+        f"    .max_count, .cur_count(cur));\n"
+        "endmodule\n")
+    return Unit(top="fifo_top", files=(str(HDL / "stream_fifo.sv"), str(d / "fifo_top.sv")),
+                inputs=(axis("in", width, style="rtllib"),), outputs=(axis("out", width, style="rtllib"),),
+                clocks=("clk",), reset_n="rst_n", run_dir=str(d), probes=("max_count",))
+
+
+def test_stream_fifo_stores_only_the_data_bits_of_padded_beats(tmp_path):
+    """A 1-bit stream travels in 8-bit AXI beats: stream_fifo BITS = 1 stores one bit per beat (the
+    dense block's long bypass FIFOs shrink 8x), passes the data bit and zeroes the padding, with the
+    same timing as the full-width FIFO, in LUT RAM and block RAM; yosys needs less block RAM for it."""
+    from bdnn_hw.rtlsim.harness import simulate
+    from bdnn_hw.rtlsim.synth import synthesize
+    width, depth = 8, 20000
+    beats = np.random.default_rng(5).integers(0, 256, (24000, 1), dtype=np.uint32)
+    timing, bram = {}, {}
+    for block in (0, 1):
+        for bits in (1, 8):
+            d = tmp_path / f"b{block}_{bits}"
+            d.mkdir()
+            unit = _fifo_unit(d, width, depth, block, bits)
+            r = simulate(unit, [beats], [len(beats)], stall_in=5, stall_out=60, seed=7, record_beat_cycles=True)
+            np.testing.assert_array_equal(r.outputs[0], beats & ((1 << bits) - 1))
+            timing[block, bits] = r.stats["beat_cycles"]
+            if block:
+                bram[bits] = synthesize("fifo_top", list(unit.files), str(d))["bram36"]
+    for key in timing:
+        np.testing.assert_array_equal(timing[key], timing[0, 8])
+    print(bram)
+    assert 0 < bram[1] <= bram[8] / 4  # 20,000 x 1 bit: 1 BRAM36; x 8 bits: 4.5

@@ -76,9 +76,14 @@ class Edge:
     tensor: str
     src: tuple[str, int] | None   # (node, output index), None: the top's input
     dst: tuple[str, int] | None   # (node, input index), None: the top's output
-    width: int
+    width: int           # the AXI stream's width (whole bytes)
     beats_per_crop: int
     depth: int = MIN_DEPTH
+    data_bits: int = 0   # the bits of a beat that carry data (0: all of width); the FIFO stores these
+
+    @property
+    def stored_bits(self) -> int:
+        return self.data_bits or self.width
 
 
 @dataclass
@@ -173,12 +178,13 @@ def graph_edges(model, depths: dict[str, int] | None = None) -> list[Edge]:
             src = producers.get(t)
             width = inst.get_instream_width_padded(i)
             beats = int(np.prod(inst.get_folded_input_shape(i)[:-1]))
-            edges.append(Edge(f"e{len(edges)}", t, src, (n.name, i), width, beats))
+            edges.append(Edge(f"e{len(edges)}", t, src, (n.name, i), width, beats,
+                              data_bits=inst.get_instream_width(i)))
     out_t = g.output[0].name
     last = producers[out_t]
     li = inst_of[last[0]]
     edges.append(Edge(f"e{len(edges)}", out_t, last, None, li.get_outstream_width_padded(last[1]),
-                      int(np.prod(li.get_folded_output_shape(last[1])[:-1]))))
+                      int(np.prod(li.get_folded_output_shape(last[1])[:-1])), data_bits=li.get_outstream_width(last[1])))
     for e in edges:
         e.depth = max(MIN_DEPTH, (depths or {}).get(e.name, MIN_DEPTH))
     return edges
@@ -309,7 +315,8 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
                         f"\tassign {e.name}_o_tready = out0_V_TREADY;")
         body.append(f"\tlogic [$clog2({e.depth}+1)-1:0]  {e.name}_cnt, {e.name}_now;\n\tassign {e.name}_max = 32'({e.name}_cnt);\n"
                     f"\tassign {e.name}_cur = 32'({e.name}_now);\n"
-                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth}), .BLOCK({int(memory.fifo_in_block(e.depth))})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
+                    f"\tstream_fifo #(.WIDTH({e.width}), .DEPTH({e.depth}), .BLOCK({int(memory.fifo_in_block(e.depth))}), "
+                    f".BITS({e.stored_bits})) {e.name}_fifo (.clk(ap_clk), .rst_n(ap_rst_n), .limit({limit}),\n"
                     f"\t\t.in_tdata({e.name}_i_tdata), .in_tvalid({e.name}_i_tvalid), .in_tready({e.name}_i_tready),\n"
                     f"\t\t.out_tdata({e.name}_o_tdata), .out_tvalid({e.name}_o_tvalid), .out_tready({e.name}_o_tready),\n"
                     f"\t\t.max_count({e.name}_cnt), .cur_count({e.name}_now));")

@@ -178,7 +178,7 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     tried["deep, input paced"] = r_paced.cycles_per_crop
     if not np.array_equal(r_paced.outputs, r_deep.outputs):
         raise SimError("the paced deep run's outputs differ from the unpaced one's (input handling broken)")
-    width = {e.name: e.width for e in design.edges}
+    width = {e.name: e.stored_bits for e in design.edges}  # what a FIFO entry stores
 
     def bits(d):
         return sum(d[e] * width[e] for e in d)
@@ -201,13 +201,15 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights,
                    memory=memory)
     rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
-           "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.width for e in design.edges)),
-           "fifo_bits": int(sum(depths[e.name] * e.width for e in sized.edges)),
-           "fifo_bits_in_block_ram": int(sum(depths[e.name] * e.width for e in sized.edges
+           "simulations": len(tried), "deep_fifo_bits": int(sum(cap[e.name] * e.stored_bits for e in design.edges)),
+           "fifo_bits": int(sum(depths[e.name] * e.stored_bits for e in sized.edges)),
+           "fifo_bits_padded": int(sum(depths[e.name] * e.width for e in sized.edges)),
+           "fifo_bits_in_block_ram": int(sum(depths[e.name] * e.stored_bits for e in sized.edges
                                              if memory.fifo_in_block(depths[e.name]))),
            "bypass_depths": {e: depths[e] for e in sorted(bypass)},
            "edges": {e.name: {"from": e.src[0] if e.src else "input", "to": e.dst[0] if e.dst else "output",
-                              "width": e.width, "depth": depths[e.name]} for e in sized.edges}}
+                              "width": e.width, "data_bits": e.stored_bits, "depth": depths[e.name]}
+                      for e in sized.edges}}
     return sized, rec
 
 

@@ -170,10 +170,19 @@ class PynqBackend(Backend):
         # the driver resolves weight folders from the working directory: pass them absolute
         info["runtime_weight_dir"] = str(settings.parent.resolve() / contract.RUNTIME_WEIGHTS_DIR)
         info["mlo_weight_dir"] = str(settings.parent.resolve() / "mlo_weights")
-        self.batch = batch
-        self.accel = get_driver_class(info["driver_type"])(str(bitfiles[0]), **{**info, "batch_size": batch})
+        driver = get_driver_class(info["driver_type"])
+        replay = read_replay_weights(settings.parent)
+        # weight-replaying units compute whole batches of crops: the accelerator always gets whole batches
+        self.replay_batch = replay["batch"] if replay else 1
+        self.batch = -(-max(1, batch) // self.replay_batch) * self.replay_batch
+        if replay:
+            driver = replay_aware_driver(driver, {name: d["batch"] for name, d in replay["dmas"].items()})
+        self.accel = driver(str(bitfiles[0]), **{**info, "batch_size": self.batch})
 
     def _scores(self, crops):
+        n, b = len(crops), self.replay_batch
+        if n % b:  # pad the last batch with copies of the last crop; their scores are dropped
+            crops = np.concatenate([crops, np.repeat(crops[-1:], b - n % b, axis=0)])
         out = []
         for i in range(0, len(crops), self.batch):
             chunk = crops[i:i + self.batch]
@@ -181,7 +190,52 @@ class PynqBackend(Backend):
                 self.accel.batch_size = len(chunk)
             pop = self.accel.execute(chunk[..., None])  # NHWC uint8 in, classifier popcounts out
             out.append(contract.apply_host_affine(pop, self.scale, self.bias))
-        return np.concatenate(out)
+        return np.concatenate(out)[:n]
+
+
+def read_replay_weights(driver_dir: Path) -> dict | None:
+    """The deployment's replay-unit weight DMAs (``contract.REPLAY_WEIGHTS_FILE``), None without any."""
+    path = Path(driver_dir) / contract.REPLAY_WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        batch = int(info["batch"])
+        dmas = {str(k): {"batch": int(v["batch"])} for k, v in info["dmas"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BackendError(f"{path}: not a valid replay-unit description ({e})") from None
+    if batch < 1 or not dmas or any(d["batch"] != batch for d in dmas.values()):
+        raise BackendError(f"{path}: every replay DMA must name the same batch >= 1 (got {batch}, {dmas})")
+    return {"batch": batch, "dmas": dmas}
+
+
+def replay_aware_driver(base: type, batches: dict[str, int]) -> type:
+    """finn-plus-driver's overlay class, except that the weight DMAs of replay units (``batches``:
+    DMA name -> crops per batch) stream their matrix once per batch instead of FINN's
+    ``crops x H x W`` times. The register writes are FINN's IODMA ones (address, count, start)."""
+
+    class ReplayAwareOverlay(base):
+        def execute_on_buffers(self, asynch=False, batch_size=None):
+            n = self.batch_size if batch_size is None else batch_size
+            if self.platform != "zynq-iodma":
+                raise BackendError(f"replay units are supported on zynq-iodma platforms, not {self.platform!r}")
+            for dma, buf, name, _ in self.external_weights:
+                if name in batches:
+                    if n % batches[name]:
+                        raise BackendError(f"{n} crops is not a whole number of the replay batch {batches[name]}")
+                    dma.write(0x10, buf.device_address & 0xFFFFFFFF)
+                    dma.write(0x14, (buf.device_address >> 32) & 0xFFFFFFFF)
+                    dma.write(0x1C, n // batches[name])
+                    dma.write(0x00, 1)
+            every = self.external_weights
+            self.external_weights = [w for w in every if w[2] not in batches]  # FINN's driver starts the rest
+            try:
+                return super().execute_on_buffers(asynch=asynch, batch_size=batch_size)
+            finally:
+                self.external_weights = every
+
+    ReplayAwareOverlay.__name__ = f"ReplayAware{base.__name__}"
+    return ReplayAwareOverlay
 
 
 _REGISTRY = {"cpu": CpuBackend, "brevitas": BrevitasBackend, "finn-sim": FinnSimBackend, "pynq": PynqBackend}

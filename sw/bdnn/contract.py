@@ -50,6 +50,10 @@ HOST_AFFINE_FILE = "host_affine.json"
 DRIVER_DIR = "driver"                   # FINN's deployment package: driver/settings.json, bitfile/*.bit
 DRIVER_SETTINGS_FILE = "settings.json"
 RUNTIME_WEIGHTS_DIR = "runtime_weights"
+# beside settings.json when layers run as weight-replaying units (hw/rtl/replay_driver.py):
+# {"batch": B, "dmas": {weight DMA: {"batch", "layer", "words"}}}; the host sends whole batches of B
+# crops and runs each of those DMAs once per batch (FINN's driver would run them once per pixel)
+REPLAY_WEIGHTS_FILE = "replay_weights.json"
 BITFILE_GLOB = "**/*.bit"
 REQUIREMENTS_FILE = "requirements.txt"
 INSTALL_FILE = "INSTALL.md"

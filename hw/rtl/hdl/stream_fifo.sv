@@ -6,10 +6,13 @@
 // BLOCK = 1 stores the entries behind the head in a synchronously read memory (block RAM) and keeps
 // the head in a register; its ports behave cycle for cycle like BLOCK = 0 (an asynchronously read
 // memory, LUT RAM), so the storage can be chosen per FIFO after sizing without changing the timing.
+// BITS (<= WIDTH) are the bits of a beat that carry data: AXI pads a stream to whole bytes (a 1-bit
+// stream travels in 8-bit beats), and only the data bits are stored; the padding comes out as 0.
 module stream_fifo #(
 	int unsigned  WIDTH = 8,
 	int unsigned  DEPTH = 2,
-	bit  BLOCK = 0
+	bit  BLOCK = 0,
+	int unsigned  BITS = WIDTH
 )(
 	input	logic  clk,
 	input	logic  rst_n,
@@ -50,26 +53,30 @@ module stream_fifo #(
 		end
 	end
 
+	logic [BITS-1:0]  in_bits, out_bits;
+	assign  in_bits = in_tdata[BITS-1:0];
+	assign  out_tdata = WIDTH'(out_bits);
+
 	if (!BLOCK) begin : g_lutram
-		logic [WIDTH-1:0]  mem [DEPTH];
-		always_ff @(posedge clk) if (push) mem[wr] <= in_tdata;
-		assign  out_tdata = mem[rd];
+		logic [BITS-1:0]  mem [DEPTH];
+		always_ff @(posedge clk) if (push) mem[wr] <= in_bits;
+		assign  out_bits = mem[rd];
 	end
 	else begin : g_block
 		// head register (loaded from the memory or, when that is empty, straight from the input)
 		// + memory with the rest; head empty implies memory empty, so out_tvalid = (count != 0)
-		(* ram_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
+		(* ram_style = "block" *) logic [BITS-1:0]  mem [DEPTH];
 		logic [A-1:0]  mrd, mwr;
 		logic [C-1:0]  mcount;
 		logic  sel;
-		logic [WIDTH-1:0]  mem_q, byp_q;
+		logic [BITS-1:0]  mem_q, byp_q;
 		wire  head_free = !out_tvalid || out_tready;
 		wire  from_mem = head_free && (mcount != 0);
 		wire  bypass = push && head_free && (mcount == 0);
 		wire  to_mem = push && !bypass;
-		always_ff @(posedge clk) if (to_mem) mem[mwr] <= in_tdata;
+		always_ff @(posedge clk) if (to_mem) mem[mwr] <= in_bits;
 		always_ff @(posedge clk) if (from_mem) mem_q <= mem[mrd];
-		always_ff @(posedge clk) if (bypass) byp_q <= in_tdata;
+		always_ff @(posedge clk) if (bypass) byp_q <= in_bits;
 		always_ff @(posedge clk) begin
 			if (!rst_n) begin
 				mrd <= '0;
@@ -85,6 +92,6 @@ module stream_fifo #(
 				else if (bypass) sel <= 1'b0;
 			end
 		end
-		assign  out_tdata = sel ? mem_q : byp_q;
+		assign  out_bits = sel ? mem_q : byp_q;
 	end
 endmodule

@@ -99,6 +99,9 @@ class Overlay:
         info = json.loads((deploy / "driver" / "settings.json").read_text())["driver_information"]
         self._io = info["io_shape_dict"]
         self._weights_dir = deploy / "driver" / "runtime_weights"
+        replay = deploy / "driver" / "replay_weights.json"  # weight DMAs of replay units: once per batch
+        self._replay = {k: v["batch"] for k, v in json.loads(replay.read_text())["dmas"].items()} \
+            if replay.is_file() else {}
         golden = np.load(os.environ["BDNN_STANDIN_GOLDEN"])
         self._golden = {c.tobytes(): o for c, o in zip(golden["crops"], golden["outputs"])}
         names = list(self._io["idma_names"]) + list(self._io["odma_names"]) + list(self._io.get("external_weights_input_shapes", {}))
@@ -133,8 +136,12 @@ class Overlay:
         io, n = self._io, idma.count
         assert self._out_dma is not None and self._out_dma.count == n, "output DMA not started for this batch"
         for name, shape in io.get("external_weights_input_shapes", {}).items():
-            repeats = shape[1] * shape[2] if len(shape) == 4 else 1
-            assert self._weight_runs.pop(name, None) == n * repeats, f"{name}: weights not streamed for this batch"
+            if name in self._replay:
+                assert n % self._replay[name] == 0, f"{name}: {n} crops is not a whole number of replay batches"
+                want = n // self._replay[name]
+            else:
+                want = n * (shape[1] * shape[2] if len(shape) == 4 else 1)
+            assert self._weight_runs.pop(name, None) == want, f"{name}: weights not streamed for this batch"
         ishape_folded = [n, *io["ishape_folded"][0][1:]]
         packed = np.asarray(_MEMORY[idma.address])[:n]
         x = self._unpack(np.ascontiguousarray(packed), self._dtype(io["idt"][0]), ishape_folded,
@@ -159,4 +166,5 @@ class Overlay:
         if log:
             with open(log, "a") as f:
                 f.write(json.dumps({"crops": n, "batch_buffer": int(obuf.shape[0]), "flush": bool(flush),
-                                    "external_weights": sorted(io.get("external_weights_input_shapes", {}))}) + "\n")
+                                    "external_weights": sorted(io.get("external_weights_input_shapes", {})),
+                                    "replay_weight_runs": {k: n // b for k, b in self._replay.items()}}) + "\n")

@@ -45,8 +45,8 @@ def main():
     finn_total = replay_total = 0.0
     print(f"B = {a.batch}, SIMD {a.simd}, PE {a.pe}; PYNQ-Z2 DDR port {port / 1e6:,.0f} MB/s sustained\n")
     print("| layer | weights | FINN external: DDR bytes/crop | replay: DDR bytes/crop | ratio | compute cycles/crop | "
-          "crops/s at 100 MHz | on-chip buffers | yosys (xc7): LUT / FF / BRAM36 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "crops/s at 100 MHz | on-chip buffers | BRAM36 by the op's model | yosys (xc7): LUT / FF / BRAM36 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, shape in layers.items():
         s = ReplayShape(**shape, simd=min(a.simd, shape["c"]), pe=a.pe, batch=a.batch)
         finn = s.weight_bits / 8 * s.ofm_dim ** 2
@@ -63,8 +63,9 @@ def main():
                 r = synthesize(u.top, list(u.files), t, timeout=3600)
                 syn = f"{r['lut']:,} / {r['ff']:,} / {r['bram36']:g} ({time.perf_counter() - t0:.0f} s)"
         buf = sum(s.buffer_bits().values())
+        model_bram36 = s.bram18() / 2  # what MVTU_replay_rtl.bram_estimation tells FINN
         print(f"| {name} | {s.weight_bits / 1e6:.2f} Mbit | {finn / 1e3:,.0f} kB | {rep / 1e3:,.1f} kB | "
-              f"{finn / rep:,.0f}x | {cyc:,.0f} | {board.fclk_mhz * 1e6 / cyc:,.0f} | {buf / 1e3:,.0f} kbit | {syn} |",
+              f"{finn / rep:,.0f}x | {cyc:,.0f} | {board.fclk_mhz * 1e6 / cyc:,.0f} | {buf / 1e3:,.0f} kbit | {model_bram36:g} | {syn} |",
               flush=True)
     print(f"\nDDR weight traffic per crop: FINN external {finn_total / 1e6:.2f} MB (cap {port / finn_total:,.0f} crops/s), "
           f"replay {replay_total / 1e6:.3f} MB (cap {port / replay_total:,.0f} crops/s): {finn_total / replay_total:.0f}x less")

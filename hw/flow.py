@@ -175,13 +175,18 @@ def ddr_bytes_per_crop(model, layer_names: list[str]) -> float:
 DDR_EFFICIENCY = 0.7  # sustained fraction of the HP port's peak for long weight bursts
 
 
-def step_use_replay_units(batch: int):
+def step_use_replay_units(batch: int, role_cfg: dict | None = None, layer_names: list[str] | None = None):
     """A build step: every external-weight binary layer becomes a weight-replaying unit of ``batch``
-    crops (``bdnn_hw.rtl.replay_op``); after the bit-width passes, which set its thresholds."""
+    crops (``bdnn_hw.rtl.replay_op``), except the layers the role config marks ``"replay": false``;
+    after the bit-width passes, which set its thresholds."""
     def step(model, cfg):
         from qonnx.transformation.general import GiveUniqueNodeNames
+
+        from .folding import node_roles, replay_opt_outs
         from .rtl.replay_op import UseReplayUnits
-        return model.transform(UseReplayUnits(batch)).transform(GiveUniqueNodeNames())
+        out = replay_opt_outs(role_cfg)
+        keep = {n for n, r in node_roles(model, layer_names).items() if r in out} if out else set()
+        return model.transform(UseReplayUnits(batch, keep_external=keep)).transform(GiveUniqueNodeNames())
     step.__name__ = "step_use_replay_units"
     return step
 
@@ -212,7 +217,8 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     if role_cfg:
         steps.append(step_apply_role_config(role_cfg, layer_names))
     steps += [step_bdnn_hls_simd_floor, *([step_select_project_rtl] if rtl_only else []),
-              step_bdnn_minimize_bit_width, *([step_use_replay_units(replay_batch)] if replay_batch else []),
+              step_bdnn_minimize_bit_width,
+              *([step_use_replay_units(replay_batch, role_cfg, layer_names)] if replay_batch else []),
               finn_steps.step_generate_estimate_reports]
     model = ModelWrapper(str(hw_graph))
     for step in tqdm(steps, desc=f"{board.key}: folding + estimates", unit="step", disable=not progress, leave=False):

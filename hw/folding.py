@@ -19,6 +19,24 @@ ATTRS = ("PE", "SIMD", "parallel_window", "ram_style", "ram_style_thresholds", "
          "runtime_writeable_weights", "depth_trigger_uram", "depth_trigger_bram")
 
 
+# the project's own per-layer keys (not FINN attributes): "replay": false keeps a DDR layer in FINN's
+# external weight mode when the build uses weight-replaying units (hw/rtl/replay_op.py)
+PROJECT_ATTRS = ("replay",)
+
+
+def replay_opt_outs(role_cfg: dict | None) -> set[str]:
+    """The roles a config keeps out of the weight-replaying units."""
+    out = set()
+    for role, attrs in (role_cfg or {}).items():
+        if role == "Defaults" or "replay" not in attrs:
+            continue
+        if not role.endswith("/mvau") or not isinstance(attrs["replay"], bool):
+            raise ValueError(f"{role}: 'replay' is a true/false key of a layer's /mvau role")
+        if not attrs["replay"]:
+            out.add(role)
+    return out
+
+
 def _base(op_type: str) -> str:
     """FINN's generic layer name of an op type: MVAU_hls, MVAU_rtl, MVAU_bdnn_rtl (the project's) -> MVAU;
     the weight-replaying DDR unit (which stands for a layer's SWG, MVAU and thresholds) -> MVAU."""
@@ -113,9 +131,10 @@ def to_finn_config(role_cfg: dict[str, dict], model, layer_names: list[str]) -> 
     if unknown:
         raise ValueError(f"folding config names roles that are not in this graph: {unknown[:5]}")
     cfg = {"Defaults": role_cfg.get("Defaults", {})}
+    replay_opt_outs(role_cfg)  # validates the project's keys before they are dropped
     for role, attrs in role_cfg.items():
         if role != "Defaults":
-            cfg[by_role[role]] = dict(attrs)
+            cfg[by_role[role]] = {k: v for k, v in attrs.items() if k not in PROJECT_ATTRS}
     return cfg
 
 

@@ -186,3 +186,29 @@ def test_node_by_node_executor_simulates_replay_nodes(replay_codegen, private_cr
     recs = [r for r in rep.records if r.node in names]
     assert len(recs) == 2 and not rep.errors
     assert all(r.evidence == EVIDENCE_VERILATOR and r.mismatches == 0 and r.elements > 0 for r in recs)
+
+
+def test_a_placement_config_keeps_a_layer_in_finns_external_mode(replay_codegen):
+    """"replay": false on a layer's /mvau role keeps that DDR layer as FINN's external MVAU; the
+    other still becomes a replay unit. The key is the project's: FINN never sees it, and it is
+    refused on a role that is not a layer's MVAU."""
+    import pytest
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from bdnn.arch import ArchSpec
+    from bdnn_hw.flow import step_use_replay_units
+    from bdnn_hw.folding import to_finn_config
+    _, _, _, d, _ = replay_codegen
+    folded = ModelWrapper(str(d / "hw" / "folded_hw_graph.onnx"))
+    names = ArchSpec("tiny-dense", (8, 16), dense=True, fc_hidden=(32,)).layer_names()
+    cfg = {"fc1/mvau": {"mem_mode": "external", "replay": False}, "block2.conv2/mvau": {"mem_mode": "external"}}
+    out = step_use_replay_units(2, cfg, names)(folded, None)
+    replay = [n for n in out.graph.node if n.op_type == "MVTU_replay_rtl"]
+    external = [n for n in out.graph.node if n.op_type.startswith("MVAU")
+                and getCustomOp(n).get_nodeattr("mem_mode") == "external"]
+    assert len(replay) == 1 and getCustomOp(replay[0]).get_nodeattr("K") == 3  # block2.conv2
+    assert len(external) == 1 and getCustomOp(external[0]).get_nodeattr("MH") == 32  # fc1 stays FINN's
+    finn_cfg = to_finn_config(cfg, folded, names)
+    assert all("replay" not in attrs for attrs in finn_cfg.values())
+    with pytest.raises(ValueError, match="'replay' is a true/false key"):
+        to_finn_config({"block2.conv2/swg": {"replay": False}}, folded, names)

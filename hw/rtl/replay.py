@@ -104,6 +104,13 @@ class ReplayShape:
                 "accumulators": self.windows_per_batch * self.pe * math.ceil(math.log2(self.mw + 1)),
                 "thresholds": self.mh * self.t_bits}
 
+    def bram18(self) -> int:
+        """Block RAM (BRAM18, FINN's unit) of the ping-pong input maps (SIMD wide) and output bits
+        (PE wide); accumulators and thresholds are LUT RAM. yosys (xc7), 64 x 8 lanes, B = 5:
+        block4.conv2 27 (this model 24), fc1 5 (5), fc2 3 (3)."""
+        return (bram18_for(self.simd, 2 * self.batch * self.ifm_dim ** 2 * self.cf)
+                + bram18_for(self.pe, 2 * self.windows_per_batch * self.nf))
+
     def params(self, thresh_file: str | Path) -> dict[str, object]:
         return {"C": self.c, "IFM_DIM": self.ifm_dim, "K": self.k, "OFM_DIM": self.ofm_dim, "MH": self.mh,
                 "SIMD": self.simd, "PE": self.pe, "B": self.batch, "T_BITS": self.t_bits,

@@ -116,11 +116,7 @@ class MVTU_replay_rtl(RTLBackend):
         return self.shape().ddr_bytes_per_crop() * self.get_input_datatype(1).bitwidth()
 
     def bram_estimation(self, fpgapart=None):
-        """BRAM18 (FINN's unit) of the ping-pong input maps (SIMD wide) and output bits (PE wide);
-        accumulators and thresholds are in LUTs."""
-        s = self.shape()
-        return (replay.bram18_for(s.simd, 2 * s.batch * s.ifm_dim ** 2 * s.cf)
-                + replay.bram18_for(s.pe, 2 * s.windows_per_batch * s.nf))
+        return self.shape().bram18()
 
     def lut_estimation(self, fpgapart=None):
         """XNOR-popcount lanes (the refitted MVAU_bdnn_rtl rate) + accumulator/threshold RAMs + control."""
@@ -193,17 +189,19 @@ class UseReplayUnits(Transformation):
     (SIMD made to divide the channels and at most MAX_SIMD, PE taking the rest). Run on a folded,
     specialized HW graph."""
 
-    def __init__(self, batch: int = 5):
+    def __init__(self, batch: int = 5, keep_external: set[str] | frozenset[str] = frozenset()):
+        """``keep_external``: MVAU node names that stay in FINN's external weight mode."""
         super().__init__()
         if batch < 1:
             raise ValueError(f"replay batch must be >= 1 crop, got {batch}")
         self.batch = batch
+        self.keep_external = frozenset(keep_external)
 
     def apply(self, model):
         from onnx import helper
         from qonnx.custom_op.registry import getCustomOp
         for mv in model.graph.node:
-            if not mv.op_type.startswith("MVAU"):
+            if not mv.op_type.startswith("MVAU") or mv.name in self.keep_external:
                 continue
             mi = getCustomOp(mv)
             if mi.get_nodeattr("mem_mode") != "external" or not mi.get_nodeattr("binaryXnorMode"):

@@ -38,7 +38,9 @@ def _budget(card: dict) -> tuple[str, str]:
                for st in card.get("stages", [])[:-1]]
     epochs = " → ".join(parents + [_epochs(card.get("epochs_run"), card.get("epochs_planned"), card.get("best_epoch"))])
     hours = card.get("train_hours")
-    return epochs, (f"{hours:.2f} h" if hours is not None else "")
+    device = card.get("train_device", "2 CPU cores")
+    where = "" if device == "2 CPU cores" else f" ({device})"
+    return epochs, (f"{hours:.2f} h{where}" if hours is not None else "")
 
 
 def _row(label: str, paper, card: dict | None, metric: str) -> dict:
@@ -66,7 +68,7 @@ def results_rows(cards: dict[str, dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    out = ["| model | paper | this project (PrivateTest) | epochs | loss | training wall time (2 CPU cores) |",
+    out = ["| model | paper | this project (PrivateTest) | epochs | loss | training wall time (2 CPU cores unless named) |",
            "|---|---|---|---|---|---|"]
     for r in rows:
         paper = f"{r['paper']:.2f} %" if r["paper"] is not None else "—"

@@ -40,6 +40,23 @@ def train_command(run_name: str, cfg: dict, parent: str = "") -> str:
     return " ".join(args)
 
 
+CPU_DEVICE = "2 CPU cores"
+
+
+def _run_device(run: Path) -> str:
+    """Where a run trained: scripts/train_all_gpu.py's workers record it (worker.json), else this machine's CPU."""
+    w = Path(run) / "worker.json"
+    if w.is_file():
+        dev = json.loads(w.read_text()).get("device")
+        if dev and dev != "cpu":
+            return dev
+    return CPU_DEVICE
+
+
+def train_device(stages: list[dict]) -> str:
+    return " + ".join(dict.fromkeys(st.get("device", CPU_DEVICE) for st in stages))
+
+
 def run_lineage(run: Path) -> list[dict]:
     """The training runs behind ``run``, oldest first: each ``--init-from`` parent, then ``run``.
 
@@ -64,7 +81,8 @@ def run_lineage(run: Path) -> list[dict]:
             used = load_checkpoint(child_from)["epoch"] + 1 if child_from.exists() else None
         stages.insert(0, {"run": run.name, "recipe": cfg, "history": history, "epochs_run": len(history),
                           "epochs_planned": cfg.get("epochs"), "used_epoch": used,
-                          "train_hours": round(sum(h.get("train_seconds", 0.0) for h in history) / 3600, 2)})
+                          "train_hours": round(sum(h.get("train_seconds", 0.0) for h in history) / 3600, 2),
+                          "device": _run_device(run)})
         if not cfg.get("init_from"):
             break
         child_from = Path(cfg["init_from"])
@@ -170,6 +188,7 @@ def _package(art, stages: list[dict], out: Path, data_path, command, data) -> di
                  "report_split": "PrivateTest (never used for any choice)"},
         "recipe": cfg, "epochs_run": len(history), "epochs_planned": cfg.get("epochs"), "best_epoch": best_epoch,
         "seed": cfg.get("seed"), "train_hours": round(sum(st["train_hours"] for st in stages), 2),
+        "train_device": train_device(stages),
         "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
                                             "per_class_recall")} for s, r in results.items()},
         "evaluation": "integer engine (cpu backend), bit-exact with Brevitas fp32 eval and the FINN graph; no bf16",
@@ -195,7 +214,7 @@ Binarized {'dense ' if art.spec.dense else ''}CNN, blocks {list(art.spec.block_c
 
 - Trained on FER2013 Training; epoch {best_epoch} of {len(history)} run ({cfg.get('epochs')} planned), the best on PublicTest five-crop mean accuracy.
 {_stages_text(stages)}- Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')},
-  augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}, bf16 training; {card['train_hours']} h on 2 CPU cores.
+  augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}, bf16 training; {card['train_hours']} h on {card['train_device']}.
 - Accuracies measured exactly (integer engine, bit-exact with Brevitas fp32 and the FINN graph). PrivateTest recall per class:
   {', '.join(f'{k} {v:.1%}' for k, v in priv['per_class_recall'].items())}.
 - Every BN+sign threshold sits mid-way between two integer accumulators (smallest margin {card['sign_thresholds']['min_margin']:.2f};
@@ -213,12 +232,15 @@ def _package_teacher(run: Path, stages: list[dict], out: Path, data_path, comman
 
     from .evaluate import evaluate
     from .plots import plot_confusion, plot_learning_curve
-    from .teacher import TEACHER_FILE, load_teacher
+    from .teacher import TEACHER_FILE, load_teacher, save_teacher
     src = run / TEACHER_FILE
     if not src.exists():
         raise ShipError(f"{src} is missing: the run has not finished an epoch")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, out / TEACHER_FILE)
+    # shipped with float16 storage (half the size in git); the card measures the shipped file
+    with np.load(src, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["__header__"]).decode()).get("meta", {})
+    save_teacher(load_teacher(src), out / TEACHER_FILE, meta=meta, half=True)
     net = load_teacher(out / TEACHER_FILE)
 
     class _Torch:  # the evaluate() backend interface, fp32
@@ -250,6 +272,7 @@ def _package_teacher(run: Path, stages: list[dict], out: Path, data_path, comman
         "recipe": cfg, "epochs_run": len(history), "epochs_planned": cfg.get("epochs"),
         "best_epoch": max(history, key=lambda h: h["val_acc_fivecrop_mean"])["epoch"],  # the first best, as train keeps
         "seed": cfg.get("seed"), "train_hours": round(sum(st["train_hours"] for st in stages), 2),
+        "train_device": train_device(stages),
         "accuracy": {s: {k: r[k] for k in ("n", "acc_center", "acc_fivecrop_mean", "acc_fivecrop_vote",
                                             "per_class_recall")} for s, r in results.items()},
         "evaluation": "torch fp32 eval (a teacher is not on the hardware path)",
@@ -272,9 +295,9 @@ Full-precision VGG-style CNN ({n_params / 1e6:.2f} M float parameters) on the sa
 
 - Epoch {card['best_epoch']} of {len(history)} run ({cfg.get('epochs')} planned), the best on PublicTest five-crop mean.
 - Recipe: loss {cfg.get('loss')}, {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), weight decay {cfg.get('weight_decay')},
-  batch {cfg.get('batch_size')}, augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}; {card['train_hours']} h.
+  batch {cfg.get('batch_size')}, augmentation {cfg.get('augment')}{' + flip' if cfg.get('flip') else ''}, seed {cfg.get('seed')}; {card['train_hours']} h on {card['train_device']}.
 - Reproduce: `{card['reproduce']}`, then `bdnn ship RUN models/{net.name}`.
 
-Files: `teacher.npz` (float weights, numpy), `card.json`, `learning_curve.png`, `confusion_matrix.png`.
+Files: `teacher.npz` (float weights stored as float16, numpy; computed in fp32), `card.json`, `learning_curve.png`, `confusion_matrix.png`.
 """)
     return card

@@ -52,9 +52,12 @@ class TeacherVGG(nn.Module):
         return self.classifier(self.features(normalize(pixels)))
 
 
-def save_teacher(model: TeacherVGG, path, meta: dict | None = None) -> Path:
+def save_teacher(model: TeacherVGG, path, meta: dict | None = None, half: bool = False) -> Path:
+    """``half``: float tensors stored as float16 (a shipped teacher: half the size in git; it is
+    evaluated and used in fp32 after loading)."""
     path = Path(path)
-    arrays = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    arrays = {k: (v.detach().cpu().numpy().astype(np.float16 if half else np.float32) if v.is_floating_point()
+                  else v.detach().cpu().numpy()) for k, v in model.state_dict().items()}
     header = {"format": TEACHER_FORMAT, "arch": model.name, "meta": meta or {}}
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
@@ -70,6 +73,7 @@ def _from_npz(path: Path) -> TeacherVGG:
                 raise TeacherError(f"{path}: not a teacher (format {header.get('format')!r})")
             model = TeacherVGG(header["arch"])
             state = {k: torch.from_numpy(z[k]) for k in z.files if k != "__header__"}
+            state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     except (OSError, KeyError, ValueError) as e:
         if isinstance(e, TeacherError):
             raise

@@ -187,7 +187,9 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
     elif stitched.get("ran"):
         print(f"      stitched all-RTL design: {stitched['crops']} crops, {stitched['mismatches']} mismatches, "
               f"{stitched['cycles_per_crop']:,.0f} cycles/crop = {stitched['measured_crops_per_s']:,.0f} crops/s at "
-              f"{board.fclk_mhz:.0f} MHz, latency {stitched['latency_cycles']:,} cycles")
+              f"{board.fclk_mhz:.0f} MHz, latency {stitched['latency_cycles']:,} cycles"
+              + (f", DDR weights {stitched['ddr_weight_bytes_per_crop'] / 1e3:,.1f} kB/crop as simulated"
+                 if stitched.get("ddr_weight_bytes_per_crop") else ""))
     if whole.get("ran"):
         print(f"      yosys (whole design): {whole['lut']:,} LUT, {whole['ff']:,} FF, {whole['bram36']:g} BRAM36, "
               f"fits: {whole['fits']}")

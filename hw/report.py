@@ -116,6 +116,9 @@ def evidence_section(s: dict) -> str:
                 f"| crops/s at {st['fclk_mhz']:.0f} MHz | **{st['measured_crops_per_s']:,.0f}** | {s['finn_est_crops_per_s']:,.0f} "
                 f"(with the DDR cap: {s['est_crops_per_s']:,.0f}) |",
                 f"| latency | {st['latency_cycles']:,} cycles = {st['latency_us']:,.0f} us | {s['est_latency_us']:,.0f} us |",
+                *([f"| DDR weight traffic per crop | {st['ddr_weight_bytes_per_crop'] / 1e3:,.1f} kB (beats the weight "
+                   f"ports delivered) | {s['ddr_weight_bytes_per_crop'] / 1e3:,.1f} kB |"]
+                  if st.get("ddr_weight_bytes_per_crop") is not None and s.get("ddr_weight_bytes_per_crop") else []),
                 "", f"Simulation speed: {st['sim_cycles_per_s']:,.0f} cycles/s ({st['sim_seconds']:.0f} s for {st['crops']} crops). "
                 "The testbench delivers external weights at full rate: DDR bandwidth is not modelled here (the estimate's cap is)."]
         if fs.get("bypass_depths"):

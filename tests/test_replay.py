@@ -163,6 +163,10 @@ def test_small_dense_bdnn_with_replay_units_stitched_streams_real_crops(replay_c
     assert r["crops"] == 6 and r["mismatches"] == 0
     assert len(set(map(tuple, expected))) > 1
     assert len(design.weight_ports) == 2 and all(n.startswith("MVTU_replay_rtl") for _, n, _ in design.weight_ports)
+    # the DDR traffic the simulation pulled: each matrix once per batch of 2 (all in whole bytes here)
+    from qonnx.custom_op.registry import getCustomOp
+    matrices = sum(getCustomOp(replaced.get_node_from_name(n)).shape().weight_bits / 8 for _, n, _ in design.weight_ports)
+    assert r["ddr_weight_bytes_per_crop"] == pytest.approx(matrices / 2)
     with pytest.raises(ValueError, match="whole batches"):
         stitched_sim.evaluate(d / "replay_codegen.onnx", board.fpga_part, board.clk_period_ns, d / "stitched5",
                               crops[:5], expected[:5])

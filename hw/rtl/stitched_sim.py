@@ -31,6 +31,7 @@ class StitchedRun:
     total_cycles: int
     sim_seconds: float
     fifo_max: dict[str, int]
+    inputs_taken: tuple[int, ...] = ()   # beats each top-level input delivered (crops, then DDR weight ports)
 
     @property
     def sim_cycles_per_s(self) -> float:
@@ -74,7 +75,19 @@ def run(model, design: StitchedDesign, crops: np.ndarray, *, stall: int = 0, see
     batch_ends = ends[b - 1::b]
     per_crop = float(np.diff(batch_ends).mean()) / b if len(batch_ends) > 1 else float(ends[-1]) / len(ends)
     fifo_max = {k[:-4]: v for k, v in r.stats["probes"].items() if k.endswith("_max")}
-    return StitchedRun(outs, per_crop, int(ends[0]), int(r.cycles), secs, fifo_max)
+    return StitchedRun(outs, per_crop, int(ends[0]), int(r.cycles), secs, fifo_max,
+                       tuple(r.stats.get("inputs_taken", ())))
+
+
+def ddr_weight_bytes_per_crop(model, design: StitchedDesign, r: StitchedRun, crops: int) -> float | None:
+    """DDR weight traffic the simulated design actually pulled: the beats each weight port delivered
+    times the data bits of a beat (the weight IODMA reads the matrix densely packed; the stream's
+    byte padding is added after it), per crop."""
+    from qonnx.custom_op.registry import getCustomOp
+    if not r.inputs_taken:
+        return None
+    bits = [getCustomOp(model.get_node_from_name(n)).get_instream_width(1) for _, n, _ in design.weight_ports]
+    return sum(r.inputs_taken[1 + i] * b for i, b in enumerate(bits)) / 8 / crops
 
 
 PASS_THROUGH = ("StreamingDataWidthConverter",)  # nodes that only re-pack a stream (no buffering of note)
@@ -303,6 +316,7 @@ def evaluate(codegen_graph, fpga_part: str, clk_ns: float, work: Path, crops: np
     mism = int((got != np.asarray(expected).reshape(len(crops), -1)).any(axis=1).sum())
     fclk = 1000.0 / clk_ns
     return {"crops": int(len(crops)), "mismatches": mism, "cycles_per_crop": r.cycles_per_crop,
+            "ddr_weight_bytes_per_crop": ddr_weight_bytes_per_crop(model, design, r, len(crops)),
             "latency_cycles": r.latency_cycles, "measured_crops_per_s": fclk * 1e6 / r.cycles_per_crop,
             "latency_us": r.latency_cycles / fclk, "sim_cycles_per_s": r.sim_cycles_per_s,
             "sim_seconds": r.sim_seconds, "fclk_mhz": fclk, "fifo_sizing": sizing,

@@ -181,7 +181,9 @@ int main(int argc, char** argv) {
     size_t in_left = 0;
     for (int i = 0; i < NI; ++i) in_left += in[i].n - in[i].idx;
 @PROBE_PRINT@
-    printf("{\"cycles\": %lld, \"first_out_cycle\": %lld, \"extra_beats\": %lld, \"inputs_left\": %zu}\n", last_out, first_out, extra, in_left);
+    printf("{\"cycles\": %lld, \"first_out_cycle\": %lld, \"extra_beats\": %lld, \"inputs_left\": %zu, \"inputs_taken\": [", last_out, first_out, extra, in_left);
+    for (int i = 0; i < NI; ++i) printf("%s%zu", i ? ", " : "", in[i].idx);  // beats each input stream delivered
+    printf("]}\n");
     if (getenv("BDNN_SIM_BEAT_CYCLES")) {  // the cycle of every output beat of stream 0
         FILE* f = fopen(getenv("BDNN_SIM_BEAT_CYCLES"), "wb");
         fwrite(beat_cycles.data(), 8, beat_cycles.size(), f);

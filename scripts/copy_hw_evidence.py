@@ -13,7 +13,8 @@ KEYS = ("rtl_lint", "sim", "rtl_synth", "stitched_sim", "synth")
 CONDENSED = {"rtl_lint": ("ran", "units", "files", "errors", "warnings"),
              "sim": ("crops", "mismatches", "seconds_per_crop", "source"),
              "rtl_synth": ("family", "totals", "finn_bram36_total", "project_rtl", "errors")}
-ESTIMATE = ("lut", "bram36", "finn_est_crops_per_s", "est_crops_per_s", "max_cycles", "est_latency_us")
+ESTIMATE = ("lut", "bram36", "finn_est_crops_per_s", "est_crops_per_s", "max_cycles", "est_latency_us",
+            "replay_batch", "ddr_weight_bytes_per_crop", "ddr_cap_crops_per_s")
 
 
 def main():
@@ -34,7 +35,7 @@ def main():
                        "so it survives a fresh machine",
                "date": datetime.date.fromtimestamp(src.stat().st_mtime).isoformat(),
                "repo_commit_when_copied": commit, "board": board,
-               "finn_estimate": {k: s[k] for k in ESTIMATE},
+               "finn_estimate": {k: s.get(k) for k in ESTIMATE},
                **{k: ({f: s[k].get(f) for f in CONDENSED[k]} if k in CONDENSED else s[k]) for k in KEYS}}
         out = REPO / "docs" / "hw_evidence" / f"{s['model']}_{board}.json"
         out.write_text(json.dumps(rec, indent=1, default=float) + "\n")

@@ -100,6 +100,18 @@ def load_data(path: str | None):
     return load_fer2013(path)
 
 
+CARRY_LIMIT = 64 * 2 ** 20  # what one device call takes along: the working tree and its carried folders
+
+
+def travelling_bytes(extra: Path) -> int:
+    """Bytes a device call would send: git's tracked and untracked-not-ignored files, plus ``extra``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode()
+    files = [REPO / f for f in listed.split("\0") if f]
+    return (sum(f.stat().st_size for f in files if f.is_file())
+            + sum(f.stat().st_size for f in Path(extra).rglob("*") if f.is_file()))
+
+
 def prepare(out: Path, data: str | None, wheels: bool) -> None:
     out = out.resolve()
     try:
@@ -116,6 +128,11 @@ def prepare(out: Path, data: str | None, wheels: bool) -> None:
                *BREVITAS_WHEELS]
         subprocess.run(cmd, check=True)
         print(f"wheels in {out / 'whl'}")
+    total = travelling_bytes(out)
+    print(f"a device call carrying {out.name} sends {total / 2 ** 20:.1f} MiB of its {CARRY_LIMIT / 2 ** 20:.0f} MiB")
+    if total > CARRY_LIMIT:
+        raise SystemExit(f"{total / 2 ** 20:.1f} MiB is over the device's {CARRY_LIMIT / 2 ** 20:.0f} MiB: the call would be "
+                         "refused; shrink the working tree (large tracked files) or the pack")
 
 
 # -- the plan --------------------------------------------------------------------------------------

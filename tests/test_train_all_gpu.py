@@ -175,3 +175,11 @@ def test_parallel_mode_fits_auto_epochs_into_the_deadline_and_groups_train_equal
     assert (runs / "long" / "model.npz").exists() and (runs / "long" / "train.log").exists()
     names = [n for t in (tmp_path / "out").glob("results-*.tar") for n in tarfile.open(t).getnames()]
     assert "long/model.npz" in names and "long/worker.json" in names
+
+
+def test_what_a_device_call_would_carry_is_counted(script, tmp_path):
+    """--prepare checks the 64 MiB a device call may send: the working tree git would show plus the pack."""
+    (tmp_path / "pack.bin").write_bytes(b"\0" * 5000)
+    tree = script.travelling_bytes(tmp_path / "empty-none")
+    assert tree > (REPO / "README.md").stat().st_size
+    assert script.travelling_bytes(tmp_path) == tree + 5000

@@ -43,7 +43,6 @@ PrivateTest (not carried) for the card.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -57,6 +56,7 @@ try:
     import bdnn  # noqa: F401
 except ImportError:  # on a device machine: the sources, not an installed package
     sys.path.insert(0, str(REPO / "sw"))
+from bdnn.contract import RUN_WORKER_FILE  # noqa: E402  (numpy only)
 
 PACK_FILE_LIMIT = 16 * 2 ** 20   # what a device machine sends back: 8 files of 16 MiB
 PACK_MAX_FILES = 8
@@ -64,7 +64,6 @@ PACKED_DATA = "fer2013_train_public.npz"
 BREVITAS_WHEELS = ("brevitas==0.13.4", "dependencies==2.0.1", "unfoldNd==0.2.3")
 AUTO = "auto"
 SAFETY = 1.15        # a fitted epoch count leaves this much slack on the measured epoch time
-WORKER_FILE = "worker.json"
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -253,10 +252,7 @@ def train_plan(plan: list[dict], runs: Path, data, deadline: float, reserve_s: f
         done, planned = run_state(out)
         rec["epochs_done"] = done
         rec["status"] = "done" if done >= (planned or cfg.epochs) else ("stopped" if done else "not started")
-        if (out / "metrics.json").exists():
-            hist = json.loads((out / "metrics.json").read_text())
-            best = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
-            rec["best_public_fivecrop"], rec["best_epoch"] = best["val_acc_fivecrop_mean"], best["epoch"]
+        rec.update(_best_public(out))
     return list(summary.values())
 
 
@@ -397,14 +393,14 @@ def worker(r: dict, runs: Path, data_path: str, until: float, threads: int) -> i
             cfg = replace(r["config"], epochs=epochs) if epochs >= 1 else None
         if cfg is None:
             info["status"] = "no time for one epoch"
-            _write_json(out / WORKER_FILE, info)
+            _write_json(out / RUN_WORKER_FILE, info)
             print(info["status"], flush=True)
             return 0
     info["epochs"] = planned or cfg.epochs
-    _write_json(out / WORKER_FILE, info)
+    _write_json(out / RUN_WORKER_FILE, info)
     train(cfg, out, data=data, resume=done > 0, deadline=until)
     info["seconds"] = round(time.time() - t0, 1)
-    _write_json(out / WORKER_FILE, info)
+    _write_json(out / RUN_WORKER_FILE, info)
     return 0
 
 
@@ -424,7 +420,6 @@ def run_parallel(plan: list[dict], runs: Path, data, argv_common: list[str], unt
     env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="15")
     status: dict[str, object] = {r["name"]: "pending" for r in plan}
     procs, logs, started = {}, {}, {}
-    by_name = {r["name"]: r for r in plan}
     groups: dict[str, list[str]] = {}
     for r in plan:
         if r.get("group"):
@@ -508,22 +503,26 @@ def run_parallel(plan: list[dict], runs: Path, data, argv_common: list[str], unt
 
 
 def _epochs(out: Path) -> tuple:
-    w = out / WORKER_FILE
+    w = out / RUN_WORKER_FILE
     planned = json.loads(w.read_text()).get("epochs", "?") if w.exists() else "?"
     m = out / "metrics.json"
     done = len(json.loads(m.read_text())) if m.exists() else 0
     return done, planned
 
 
-def _best_note(out: Path) -> str:
+def _best_public(out: Path) -> dict:
+    """{"best_public_fivecrop", "best_epoch"} of a run folder's metrics ({} before its first epoch)."""
     m = out / "metrics.json"
-    if not m.exists():
-        return ""
-    hist = json.loads(m.read_text())
+    hist = json.loads(m.read_text()) if m.exists() else []
     if not hist:
-        return ""
+        return {}
     b = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
-    return f" (best PublicTest {b['val_acc_fivecrop_mean']:.2%} at {b['epoch']})"
+    return {"best_public_fivecrop": b["val_acc_fivecrop_mean"], "best_epoch": b["epoch"]}
+
+
+def _best_note(out: Path) -> str:
+    b = _best_public(out)
+    return f" (best PublicTest {b['best_public_fivecrop']:.2%} at {b['best_epoch']})" if b else ""
 
 
 def parallel_summary(plan: list[dict], runs: Path, status: dict) -> list[dict]:
@@ -534,16 +533,12 @@ def parallel_summary(plan: list[dict], runs: Path, status: dict) -> list[dict]:
         rec = {"name": r["name"], "arch": r["config"].arch, "epochs_planned": planned, "epochs_done": done,
                "worker": status.get(r["name"])}
         rec["status"] = ("done" if planned and done >= planned else "stopped" if done else "not started")
-        w = d / WORKER_FILE
+        w = d / RUN_WORKER_FILE
         if w.exists():
             info = json.loads(w.read_text())
             rec["seconds"] = info.get("seconds")
             rec["epoch_s_estimate"] = info.get("estimate", {}).get("epoch_s")
-        if (d / "metrics.json").exists():
-            hist = json.loads((d / "metrics.json").read_text())
-            if hist:
-                best = max(hist, key=lambda h: h["val_acc_fivecrop_mean"])
-                rec["best_public_fivecrop"], rec["best_epoch"] = best["val_acc_fivecrop_mean"], best["epoch"]
+        rec.update(_best_public(d))
         out.append(rec)
     return out
 

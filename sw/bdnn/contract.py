@@ -33,6 +33,10 @@ from .errors import BdnnError
 MODEL_SHA_KEY = "bdnn_model_sha256"     # sha256 of the model.npz the graph was built from
 HOST_AFFINE_KEY = "bdnn_host_affine"    # JSON {"scale": [...], "bias": [...]}: score = popcount*scale + bias
 
+# -- training run folders (bdnn train; scripts/train_all_gpu.py) -----------------------------
+RUN_WORKER_FILE = "worker.json"          # a --parallel worker's record: device, fitted epochs, seconds
+CPU_TRAIN_DEVICE = "2 CPU cores"         # a card's train_device when no worker recorded another
+
 # -- model folders ---------------------------------------------------------------------------
 MODEL_FILE = "model.npz"
 MODEL_FILES = (MODEL_FILE, "card.json", "README.md")   # what a shipped model folder holds for a host

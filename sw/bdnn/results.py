@@ -38,8 +38,9 @@ def _budget(card: dict) -> tuple[str, str]:
                for st in card.get("stages", [])[:-1]]
     epochs = " → ".join(parents + [_epochs(card.get("epochs_run"), card.get("epochs_planned"), card.get("best_epoch"))])
     hours = card.get("train_hours")
-    device = card.get("train_device", "2 CPU cores")
-    where = "" if device == "2 CPU cores" else f" ({device})"
+    from .contract import CPU_TRAIN_DEVICE
+    device = card.get("train_device", CPU_TRAIN_DEVICE)
+    where = "" if device == CPU_TRAIN_DEVICE else f" ({device})"
     return epochs, (f"{hours:.2f} h{where}" if hours is not None else "")
 
 

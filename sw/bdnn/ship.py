@@ -40,21 +40,20 @@ def train_command(run_name: str, cfg: dict, parent: str = "") -> str:
     return " ".join(args)
 
 
-CPU_DEVICE = "2 CPU cores"
-
-
 def _run_device(run: Path) -> str:
-    """Where a run trained: scripts/train_all_gpu.py's workers record it (worker.json), else this machine's CPU."""
-    w = Path(run) / "worker.json"
+    """Where a run trained: scripts/train_all_gpu.py's workers record it, else this machine's CPU."""
+    from .contract import CPU_TRAIN_DEVICE, RUN_WORKER_FILE
+    w = Path(run) / RUN_WORKER_FILE
     if w.is_file():
         dev = json.loads(w.read_text()).get("device")
         if dev and dev != "cpu":
             return dev
-    return CPU_DEVICE
+    return CPU_TRAIN_DEVICE
 
 
 def train_device(stages: list[dict]) -> str:
-    return " + ".join(dict.fromkeys(st.get("device", CPU_DEVICE) for st in stages))
+    from .contract import CPU_TRAIN_DEVICE
+    return " + ".join(dict.fromkeys(st.get("device", CPU_TRAIN_DEVICE) for st in stages))
 
 
 def run_lineage(run: Path) -> list[dict]:

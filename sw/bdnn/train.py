@@ -216,15 +216,20 @@ def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.
     return loss, scores
 
 
+def on_device(module: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.nn.Module:
+    """``module`` on the training device, channels_last with ``--fast``."""
+    module.to(device)
+    if cfg.fast:
+        module.to(memory_format=torch.channels_last)
+    return module
+
+
 def load_run_teacher(cfg: TrainConfig, device: str):
     """The distillation teacher of ``cfg`` on ``device`` (None without --teacher)."""
     if not cfg.teacher:
         return None
     from .teacher import load_teacher
-    teacher = load_teacher(cfg.teacher).to(device)
-    if cfg.fast:
-        teacher.to(memory_format=torch.channels_last)
-    return teacher
+    return on_device(load_teacher(cfg.teacher), cfg, device)
 
 
 def training_device() -> str:
@@ -240,9 +245,7 @@ def estimate_epoch_seconds(cfg: TrainConfig, data: FER2013, steps: int = 12, war
     val_faces = len(data.split("PublicTest")[0])
     if cfg.max_eval_faces:
         val_faces = min(val_faces, cfg.max_eval_faces)
-    model = build_model(cfg).to(device)
-    if cfg.fast:
-        model.to(memory_format=torch.channels_last)
+    model = on_device(build_model(cfg), cfg, device)
     teacher = load_run_teacher(cfg, device)
     opt = make_optimizer(cfg, model)
     rng = np.random.default_rng(12345)
@@ -336,9 +339,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     teacher = load_run_teacher(cfg, device)
     if teacher is not None:
         print(f"distilling from {cfg.teacher} ({teacher.name}): weight {cfg.kd_weight}, temperature {cfg.kd_temperature}")
-    model.to(device)
-    if cfg.fast:
-        model.to(memory_format=torch.channels_last)
+    on_device(model, cfg, device)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
@@ -350,7 +351,6 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
             break
         t_epoch = time.time()
         model.train()
-        t0 = time.time()
         perm = np_rng.permutation(len(train_x))
         run_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
@@ -363,7 +363,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
             correct += (scores.argmax(1) == y).sum().item()
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        train_time = time.time() - t0
+        train_time = time.time() - t_epoch
         val_scores = val_scores_of(cfg, model, val_crops, device)
         rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": correct / seen,
                "lr": sched.get_last_lr()[0], "train_seconds": train_time,

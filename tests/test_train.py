@@ -117,3 +117,34 @@ def test_ship_documents_a_warm_restart_chain(tmp_path, fer):
     assert old["accuracy"] == card["accuracy"] and len(old["stages"]) == 1 and old["reproduce"] == card["reproduce"]
     with pytest.raises(FileNotFoundError, match="not a shipped model"):
         repackage(tmp_path / "first", data=small)
+
+
+def test_init_from_a_shipped_model_folder_continues_its_binary_network(tmp_path, fer):
+    """A shipped folder keeps only signs: the run starts from them (x SHIPPED_LATENT_MAGNITUDE) and its BN
+    parameters, and its card carries the shipped model's stages, the ship step, then the new run."""
+    from bdnn.artifact import load
+    from bdnn.data import FER2013
+    from bdnn.ship import run_lineage, ship
+    from bdnn.train import SHIPPED_LATENT_MAGNITUDE
+    keep = np.concatenate([np.flatnonzero(fer.usage == u)[:6] for u in range(3)])
+    small = FER2013(fer.pixels[keep], fer.labels[keep], fer.usage[keep], fer.source)
+    train(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "first", data=fer)
+    shipped = tmp_path / "models" / "bdnn2"
+    ship(tmp_path / "first", shipped, data=small)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "lr": 0.0, "init_from": str(shipped)})
+    train(cfg, tmp_path / "second", data=fer)
+    weights = load_checkpoint(tmp_path / "second" / "last.pt")["model"]
+    art = load(shipped / "model.npz")
+    for name, key in (("block1.conv2", "blocks.0.conv2.weight"), ("fc2", "fcs.1.weight")):
+        assert torch.equal(weights[key], torch.from_numpy(art.layers[name].weight * np.float32(SHIPPED_LATENT_MAGNITUDE))), name
+    stages = run_lineage(tmp_path / "second")
+    assert [st["run"] for st in stages] == ["first", "second"] and stages[0]["used_epoch"] == 1
+    assert stages[0]["command"].endswith("&& bdnn ship runs/first models/bdnn2")
+    assert stages[1]["command"].endswith("--init-from models/bdnn2") and stages[1]["recipe"]["init_from"] == "models/bdnn2"
+    card = ship(tmp_path / "second", tmp_path / "models" / "bdnn2-next", data=small)
+    assert card["reproduce"].count("bdnn train") == 2 and len(card["stages"]) == 2
+    assert "started from the shipped models/bdnn2" in (tmp_path / "models" / "bdnn2-next" / "README.md").read_text()
+    with pytest.raises(CheckpointError, match="shipped model is bdnn2, this run trains bdnn3"):
+        train(TrainConfig(**{**TINY, "arch": "bdnn3", "init_from": str(shipped)}), tmp_path / "third", data=fer)
+    with pytest.raises(CheckpointError, match="neither a checkpoint nor a shipped model folder"):
+        train(TrainConfig(**{**TINY, "init_from": str(tmp_path / "first")}), tmp_path / "fourth", data=fer)  # a run folder

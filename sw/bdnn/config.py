@@ -40,8 +40,9 @@ class TrainConfig:
     max_train_batches: int = _f(0, ">0: cut every epoch to N batches (tests, smoke runs)")
     max_eval_faces: int = _f(0, ">0: evaluate on the first N faces only (tests)")
     threads: int = _f(0, "torch CPU threads (0: torch's default)")
-    init_from: str = _f("", "start from this checkpoint's weights with a fresh optimizer and schedule "
-                            "(warm restarts, fine-tuning); the run records where it started")
+    init_from: str = _f("", "start from this checkpoint's weights, or a shipped model folder's (its binary "
+                            "weights, latent magnitudes reset), with a fresh optimizer and schedule (warm "
+                            "restarts, fine-tuning); the run records where it started")
     # -- levers of issue 13; each default leaves a recipe exactly as it was -------------------------
     label_smoothing: float = _f(0.0, "ce: label smoothing (0: none)")
     robust_augment: str = _f("", "robustness augmentations of the 48x48 faces before cropping, a comma list of "

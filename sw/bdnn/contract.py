@@ -39,7 +39,8 @@ CPU_TRAIN_DEVICE = "2 CPU cores"         # a card's train_device when no worker 
 
 # -- model folders ---------------------------------------------------------------------------
 MODEL_FILE = "model.npz"
-MODEL_FILES = (MODEL_FILE, "card.json", "README.md")   # what a shipped model folder holds for a host
+MODEL_CARD_FILE = "card.json"
+MODEL_FILES = (MODEL_FILE, MODEL_CARD_FILE, "README.md")   # what a shipped model folder holds for a host
 DEFAULT_ARCH = "bdnn4"
 
 # -- build layout ----------------------------------------------------------------------------

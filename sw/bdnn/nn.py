@@ -116,7 +116,7 @@ def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str |
 
 
 # -- compact artifact <-> module ------------------------------------------------------------
-def _named_layers(model: BDNN):
+def named_layers(model: BDNN):
     """(artifact name, linear/conv module, its BatchNorm) in network order; the names are the
     spec's (:meth:`ArchSpec.layer_names`)."""
     modules = [m for b in model.blocks for m in ((b.conv1, b.bn1), (b.conv2, b.bn2))] + list(zip(model.fcs, model.fc_bns))
@@ -132,7 +132,7 @@ def to_artifact_layers(model: BDNN) -> dict:
     from .artifact import BatchNorm, Layer
     from .thresholds import centre_thresholds
     out = {}
-    for name, lin, bn in _named_layers(model):
+    for name, lin, bn in named_layers(model):
         w = lin.weight.detach().float().cpu().numpy()
         out[name] = Layer(name, np.where(w >= 0, 1, -1).astype(np.int8), BatchNorm(
             bn.weight.detach().float().cpu().numpy(), bn.bias.detach().float().cpu().numpy(),
@@ -149,7 +149,7 @@ def from_artifact(art) -> BDNN:
     """Rebuild the Brevitas module (weights exactly +-1) from a loaded artifact."""
     model = BDNN(art.spec)
     with torch.no_grad():
-        for name, lin, bn in _named_layers(model):
+        for name, lin, bn in named_layers(model):
             layer = art.layers[name]
             lin.weight.copy_(torch.from_numpy(layer.weight.astype(np.float32)))
             bn.weight.copy_(torch.from_numpy(layer.bn.weight))

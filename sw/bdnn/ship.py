@@ -82,15 +82,46 @@ def run_lineage(run: Path) -> list[dict]:
                           "epochs_planned": cfg.get("epochs"), "used_epoch": used,
                           "train_hours": round(sum(h.get("train_seconds", 0.0) for h in history) / 3600, 2),
                           "device": _run_device(run)})
-        if not cfg.get("init_from"):
+        if not cfg.get("init_from") or Path(cfg["init_from"]).is_dir():
             break
         child_from = Path(cfg["init_from"])
         run = child_from.resolve().parent
+    shipped = stages[0]["recipe"].get("init_from", "")
     for i, st in enumerate(stages):
         parent = f"runs/{stages[i - 1]['run']}/{Path(st['recipe']['init_from']).name}" if i else ""
+        if not i and shipped:  # started from a shipped model folder (bdnn.train.load_init_weights)
+            parent = f"models/{Path(shipped).name}"
         st["command"] = train_command(st["run"], st["recipe"], parent)
         if parent:  # the card names runs relative to runs/, not this machine's paths
             st["recipe"] = {**st["recipe"], "init_from": parent}
+    return (shipped_model_stages(Path(shipped)) if shipped else []) + stages
+
+
+def card_stages(card: dict) -> list[dict]:
+    """A shipped model's training stages from its card, the last with its learning curve."""
+    if "stages" in card:
+        stages = [dict(st) for st in card["stages"]]
+    else:  # cards from before warm restarts were recorded: one stage
+        out_arg = card["reproduce"].split("--out ", 1)[-1].split()[0] if "--out " in card["reproduce"] else ""
+        stages = [{"run": Path(out_arg).name, "recipe": card["recipe"], "epochs_run": card["epochs_run"],
+                   "epochs_planned": card["epochs_planned"], "used_epoch": None,
+                   "train_hours": card["train_hours"], "command": card["reproduce"]}]
+    stages[-1]["history"] = card["history"]
+    return stages
+
+
+def shipped_model_stages(model_dir: Path) -> list[dict]:
+    """The stages behind a shipped model that a run started from: its card's, the last one ending
+    in the epoch that was shipped and in the ``bdnn ship`` that made the folder."""
+    card_path = model_dir / "card.json"
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{card_path} is missing: a run started from the shipped model {model_dir} "
+                                "needs its card to document the model")
+    card = json.loads(card_path.read_text())
+    stages = card_stages(card)
+    last = stages[-1]
+    last["used_epoch"] = card["best_epoch"]
+    last["command"] = f"{last['command']} && bdnn ship runs/{last['run']} models/{model_dir.name}"
     return stages
 
 
@@ -115,6 +146,8 @@ def _stages_text(stages: list[dict]) -> str:
     for st in stages:
         r = st["recipe"]
         used = f", continued from its epoch {st['used_epoch']}" if st["used_epoch"] else ""
+        if str(r.get("init_from", "")).startswith("models/"):
+            used += f", started from the shipped {r['init_from']} (its binary weights)"
         lines.append(f"  `{st['run']}`: {st['epochs_run']} epochs, {r.get('loss')}, {r.get('optimizer')} lr {r.get('lr')} "
                      f"({r.get('schedule')} over {r.get('epochs')}), seed {r.get('seed')}, {st['train_hours']} h{used};")
     return "\n".join(lines) + "\n"
@@ -141,15 +174,7 @@ def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=Non
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} is missing: {model_dir} is not a shipped model (nor a training run)")
     card = json.loads(card_path.read_text())
-    if "stages" in card:
-        stages = [dict(st) for st in card["stages"]]
-    else:  # cards from before warm restarts were recorded: one stage
-        out_arg = card["reproduce"].split("--out ", 1)[-1].split()[0] if "--out " in card["reproduce"] else ""
-        stages = [{"run": Path(out_arg).name, "recipe": card["recipe"], "epochs_run": card["epochs_run"],
-                   "epochs_planned": card["epochs_planned"], "used_epoch": None,
-                   "train_hours": card["train_hours"], "command": card["reproduce"]}]
-    stages[-1]["history"] = card["history"]
-    return _package(load(model_dir / "model.npz"), stages, Path(out or model_dir), data_path, card["reproduce"], data)
+    return _package(load(model_dir / "model.npz"), card_stages(card), Path(out or model_dir), data_path, card["reproduce"], data)
 
 
 def _package(art, stages: list[dict], out: Path, data_path, command, data) -> dict:

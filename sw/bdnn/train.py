@@ -23,10 +23,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .arch import get_arch, is_teacher
+from .artifact import load as load_artifact
 from .config import TrainConfig, check_config, robust_names
+from .contract import MODEL_CARD_FILE, MODEL_FILE
 from .data import CLASS_NAMES, FER2013, load_fer2013
 from .errors import BdnnError
-from .nn import BDNN, predict_scores, save_artifact
+from .nn import BDNN, from_artifact, named_layers, predict_scores, save_artifact
 from .perturb import robust_augment
 from .preprocess import CROP_OFFSETS, CROP_SIZE, FACE_SIZE, five_crops
 
@@ -146,6 +148,38 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a BDNN training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return state
+
+
+# A shipped model keeps only the signs of its latent weights. A warm start from one gives every latent
+# weight this magnitude: the median |w| of a trained BDNN checkpoint (0.11-0.15 per layer, bdnn4-hw),
+# so a weight needs about as many consistent Adam steps to flip as in the run that made it.
+SHIPPED_LATENT_MAGNITUDE = 0.14
+
+
+def load_init_weights(cfg: TrainConfig, model: torch.nn.Module) -> str:
+    """Load ``cfg.init_from`` into ``model``: a training checkpoint (latent weights as they were) or a
+    shipped model folder (its binary weights x SHIPPED_LATENT_MAGNITUDE, its BN parameters exactly:
+    the network starts computing what the shipped one computes). Returns what was loaded, in words."""
+    src = Path(cfg.init_from)
+    if not src.is_dir():
+        init = load_checkpoint(src)
+        if init["config"]["arch"] != cfg.arch:
+            raise CheckpointError(f"{src}: checkpoint is {init['config']['arch']}, this run trains {cfg.arch}")
+        model.load_state_dict(init["model"])
+        return f"starting from the weights of {src} (epoch {init['epoch'] + 1} of that run)"
+    if is_teacher(cfg.arch):
+        raise CheckpointError(f"{src}: a teacher starts from a checkpoint, not from a shipped model folder")
+    if not all((src / f).is_file() for f in (MODEL_FILE, MODEL_CARD_FILE)):  # a run folder: its best.pt is the start
+        raise CheckpointError(f"{src}: neither a checkpoint nor a shipped model folder ({MODEL_FILE} + {MODEL_CARD_FILE})")
+    art = load_artifact(src / MODEL_FILE)
+    if art.spec != model.spec:
+        raise CheckpointError(f"{src}: shipped model is {art.spec.name}, this run trains {cfg.arch}")
+    model.load_state_dict(from_artifact(art).state_dict())
+    with torch.no_grad():
+        for _, lin, _ in named_layers(model):
+            lin.weight.mul_(SHIPPED_LATENT_MAGNITUDE)
+    return (f"starting from the shipped model {src} (its binary weights as latent "
+            f"+-{SHIPPED_LATENT_MAGNITUDE}, its BN parameters)")
 
 
 def rng_state(np_rng: np.random.Generator) -> dict:
@@ -315,11 +349,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     np_rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg)
     if cfg.init_from and state is None:
-        init = load_checkpoint(Path(cfg.init_from))
-        if init["config"]["arch"] != cfg.arch:
-            raise CheckpointError(f"{cfg.init_from}: checkpoint is {init['config']['arch']}, this run trains {cfg.arch}")
-        model.load_state_dict(init["model"])
-        print(f"starting from the weights of {cfg.init_from} (epoch {init['epoch'] + 1} of that run)")
+        print(load_init_weights(cfg, model))
     opt = make_optimizer(cfg, model)
     steps = len(train_x) // cfg.batch_size
     if cfg.max_train_batches:

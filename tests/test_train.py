@@ -148,3 +148,24 @@ def test_init_from_a_shipped_model_folder_continues_its_binary_network(tmp_path,
         train(TrainConfig(**{**TINY, "arch": "bdnn3", "init_from": str(shipped)}), tmp_path / "third", data=fer)
     with pytest.raises(CheckpointError, match="neither a checkpoint nor a shipped model folder"):
         train(TrainConfig(**{**TINY, "init_from": str(tmp_path / "first")}), tmp_path / "fourth", data=fer)  # a run folder
+
+
+def test_lineage_finds_a_parent_run_that_trained_on_a_device(tmp_path, fer):
+    """A device's run names its parent by the device's path (/tmp/gpu_runs3/X/best.pt, never carried
+    back); here the parent sits in another folder of runs: found by name, its best epoch from model.npz."""
+    import shutil
+    from bdnn.ship import run_lineage
+    train(TrainConfig(**{**TINY, "epochs": 2}), tmp_path / "gpu3" / "first", data=fer)
+    used = load_checkpoint(tmp_path / "gpu3" / "first" / "best.pt")["epoch"] + 1
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "init_from": str(tmp_path / "gpu3" / "first" / "best.pt")})
+    train(cfg, tmp_path / "gpu4" / "second", data=fer)
+    for f in ("best.pt", "last.pt"):
+        (tmp_path / "gpu3" / "first" / f).unlink()
+    conf = tmp_path / "gpu4" / "second" / "config.json"
+    conf.write_text(json.dumps({**json.loads(conf.read_text()), "init_from": "/no-such-device/gpu_runs3/first/best.pt"}))
+    stages = run_lineage(tmp_path / "gpu4" / "second")
+    assert [st["run"] for st in stages] == ["first", "second"] and stages[0]["used_epoch"] == used
+    assert stages[1]["command"].endswith("--init-from runs/first/best.pt")
+    shutil.copytree(tmp_path / "gpu3" / "first", tmp_path / "gpu5" / "first")
+    with pytest.raises(FileNotFoundError, match="several runs named 'first'"):
+        run_lineage(tmp_path / "gpu4" / "second")

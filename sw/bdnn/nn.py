@@ -109,9 +109,17 @@ def predict_scores(model: BDNN, crops: np.ndarray, batch: int = 256, desc: str |
     flat = crops.reshape(-1, 1, CROP_SIZE, CROP_SIZE)
     out = []
     from tqdm import tqdm
-    for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
-        x = torch.from_numpy(flat[i:i + batch].astype(np.float32))
-        out.append(model(x if device is None else x.to(device)).float().cpu().numpy())
+    # fp32 means fp32: on a GPU cuDNN convolutions default to TF32 (10-bit mantissas), enough to move a
+    # pre-sign sum across its BN threshold; the exact engine equals true fp32
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            for i in tqdm(range(0, len(flat), batch), desc=desc, disable=desc is None, leave=False):
+                x = torch.from_numpy(flat[i:i + batch].astype(np.float32))
+                out.append(model(x if device is None else x.to(device)).float().cpu().numpy())
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     return np.concatenate(out).reshape(*lead, -1)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import load, save
+from .contract import MODEL_FILE
 from .data import CLASS_NAMES, load_fer2013
 from .errors import BdnnError
 
@@ -76,8 +77,7 @@ def run_lineage(run: Path) -> list[dict]:
         history = json.loads((run / "metrics.json").read_text())
         used = None
         if child_from is not None:  # the epoch of this run whose weights the next stage started from
-            from .train import load_checkpoint
-            used = load_checkpoint(child_from)["epoch"] + 1 if child_from.exists() else None
+            used = _used_epoch(child_from, run)
         stages.insert(0, {"run": run.name, "recipe": cfg, "history": history, "epochs_run": len(history),
                           "epochs_planned": cfg.get("epochs"), "used_epoch": used,
                           "train_hours": round(sum(h.get("train_seconds", 0.0) for h in history) / 3600, 2),
@@ -85,7 +85,7 @@ def run_lineage(run: Path) -> list[dict]:
         if not cfg.get("init_from") or Path(cfg["init_from"]).is_dir():
             break
         child_from = Path(cfg["init_from"])
-        run = child_from.resolve().parent
+        run = _parent_run(child_from, run)
     shipped = stages[0]["recipe"].get("init_from", "")
     for i, st in enumerate(stages):
         parent = f"runs/{stages[i - 1]['run']}/{Path(st['recipe']['init_from']).name}" if i else ""
@@ -95,6 +95,33 @@ def run_lineage(run: Path) -> list[dict]:
         if parent:  # the card names runs relative to runs/, not this machine's paths
             st["recipe"] = {**st["recipe"], "init_from": parent}
     return (shipped_model_stages(Path(shipped)) if shipped else []) + stages
+
+
+def _parent_run(checkpoint: Path, child: Path) -> Path:
+    """The run folder of a parent checkpoint. A run trained on a leased device names the device's path
+    (/tmp/gpu_runs3/X/best.pt); here its results sit in some folder of runs (runs/gpu3/X): look for
+    the one run of that name beside the child or one folder up."""
+    run = checkpoint.resolve().parent
+    if run.is_dir():
+        return run
+    found = {p.resolve() for p in (child.parent / run.name, *child.parent.parent.glob(f"*/{run.name}"))
+             if (p / "config.json").is_file()}
+    if len(found) != 1:
+        raise FileNotFoundError(f"{checkpoint}: the run that made this --init-from checkpoint is not here "
+                                f"({'several' if found else 'no'} runs named {run.name!r} beside {child}); "
+                                "ship needs every run of the --init-from chain")
+    return found.pop()
+
+
+def _used_epoch(checkpoint: Path, run: Path) -> int | None:
+    """The epoch of ``run`` a checkpoint holds: read from it, or, for a best.pt that stayed on a
+    device, the best epoch recorded in the run's model.npz."""
+    if checkpoint.exists():
+        from .train import load_checkpoint
+        return load_checkpoint(checkpoint)["epoch"] + 1
+    if checkpoint.name == "best.pt" and (run / MODEL_FILE).is_file():
+        return load(run / MODEL_FILE).meta.get("epoch")
+    return None
 
 
 def card_stages(card: dict) -> list[dict]:

@@ -182,4 +182,5 @@ def test_what_a_device_call_would_carry_is_counted(script, tmp_path):
     (tmp_path / "pack.bin").write_bytes(b"\0" * 5000)
     tree = script.travelling_bytes(tmp_path / "empty-none")
     assert tree > (REPO / "README.md").stat().st_size
-    assert script.travelling_bytes(tmp_path) == tree + 5000
+    assert script.travelling_bytes(tmp_path) == tree + script.disk_bytes(tmp_path / "pack.bin")
+    assert script.disk_bytes(tmp_path / "pack.bin") >= 5000

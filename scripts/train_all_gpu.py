@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Train every planned run in one go (CUDA when present, else CPU), resumable, inside a deadline.
 
-    python scripts/train_all_gpu.py [--plan scripts/gpu_plan.json] [--runs runs] [--only a,b]
+    python scripts/train_all_gpu.py [--plan scripts/gpu_plans/next.json] [--runs runs] [--only a,b]
         [--parallel] [--deadline-min 12] [--epochs-scale 0.25] [--set key=value ...] [--data FER2013]
         [--ship-dir DIR] [--pack DIR] [--dry-run]
 
-Each run of the plan (``scripts/gpu_plan.json``) names ``bdnn train`` options; ``"epochs": "auto"``
-fills the run's ``share`` (default 1) of the time left before the deadline, measured on the machine
-when the run starts (``bdnn.train.estimate_epoch_seconds``: real steps and a selection pass under
+Each run of the plan (``scripts/gpu_plans/next.json``; past leases' plans beside it) names
+``bdnn train`` options; ``"epochs": "auto"`` fills the run's ``share`` (default 1) of the time left
+before the deadline, measured on the machine when the run starts (``bdnn.train.estimate_epoch_seconds``: real steps and a selection pass under
 the load of that moment). ``after``: start once those runs have finished; ``not_before`` (parallel
 mode): once they have ended, however; ``group``: runs that train the same number of epochs (the
 fewest any of them fits; an ablation at equal budget); ``ship_as``: the model a run competes for.
@@ -37,8 +37,11 @@ there are skipped, not retrained:
         --data .gpu/fer2013_train_public.npz --runs /tmp/gpu_runs --deadline-min 9 --reserve-min 0.8
         --pack $OUT 2>&1 | tee $OUT/log
 
-then here: ``tar -xf results-N.tar -C runs`` for each, and ``bdnn ship runs/RUN models/X`` measures
-PrivateTest (not carried) for the card.
+then here: ``tar -xf results-N.tar -C runs/gpuN`` for each, and ``bdnn ship runs/gpuN/RUN models/X``
+measures PrivateTest (not carried) for the card (a run started from another run's ``best.pt`` on the
+device finds it by name in ``runs/``). ``--prepare`` says when tree + pack exceed what a call may
+carry; then move a model folder the plan does not read out of the working tree for the calls and
+``git checkout`` it after.
 """
 from __future__ import annotations
 
@@ -552,7 +555,7 @@ def parallel_summary(plan: list[dict], runs: Path, status: dict) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--plan", default=str(REPO / "scripts" / "gpu_plan.json"), help="the planned runs (JSON)")
+    p.add_argument("--plan", default=str(REPO / "scripts" / "gpu_plans" / "next.json"), help="the planned runs (JSON)")
     p.add_argument("--runs", default="runs", help="runs folder (default: runs)")
     p.add_argument("--only", default=None, help="comma list of run names to train (default: all)")
     p.add_argument("--data", default=None, help="FER2013 (npz/csv/folders) or a file written by --prepare")

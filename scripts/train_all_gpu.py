@@ -59,7 +59,7 @@ try:
     import bdnn  # noqa: F401
 except ImportError:  # on a device machine: the sources, not an installed package
     sys.path.insert(0, str(REPO / "sw"))
-from bdnn.contract import RUN_WORKER_FILE  # noqa: E402  (numpy only)
+from bdnn.contract import MODEL_CARD_FILE, RUN_WORKER_FILE  # noqa: E402  (numpy only)
 
 PACK_FILE_LIMIT = 16 * 2 ** 20   # what a device machine sends back: 8 files of 16 MiB
 PACK_MAX_FILES = 8
@@ -312,7 +312,7 @@ def ship_runs(plan: list[dict], summary: list[dict], runs: Path, ship_dir: Path,
     for model in sorted({s["ship_as"] for s in shipped}):
         group = [s for s in shipped if s["ship_as"] == model]
         best = max(group, key=lambda s: s["public"])
-        current = models_dir / model / "card.json"
+        current = models_dir / model / MODEL_CARD_FILE
         cur = json.loads(current.read_text())["accuracy"]["PublicTest"]["acc_fivecrop_mean"] if current.exists() else None
         best["best_for_model"] = True
         best["beats_shipped_on_public"] = cur is None or best["public"] > cur

@@ -257,9 +257,10 @@ def _add_ship(sub):
 def cmd_ship(a) -> int:
     require("torch", "bdnn ship")
     require("matplotlib", "bdnn ship")
+    from .contract import MODEL_CARD_FILE
     from .ship import repackage, ship
     src = Path(a.run)
-    if not (src / "config.json").exists() and (src / "card.json").exists():
+    if not (src / "config.json").exists() and (src / MODEL_CARD_FILE).exists():
         card = repackage(src, Path(a.out), a.data)
     else:
         card = ship(src, Path(a.out), a.data, a.command)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import load, save
-from .contract import MODEL_FILE
+from .contract import MODEL_CARD_FILE, MODEL_FILE
 from .data import CLASS_NAMES, load_fer2013
 from .errors import BdnnError
 
@@ -140,7 +140,7 @@ def card_stages(card: dict) -> list[dict]:
 def shipped_model_stages(model_dir: Path) -> list[dict]:
     """The stages behind a shipped model that a run started from: its card's, the last one ending
     in the epoch that was shipped and in the ``bdnn ship`` that made the folder."""
-    card_path = model_dir / "card.json"
+    card_path = model_dir / MODEL_CARD_FILE
     if not card_path.is_file():
         raise FileNotFoundError(f"{card_path} is missing: a run started from the shipped model {model_dir} "
                                 "needs its card to document the model")
@@ -190,18 +190,18 @@ def ship(run: Path, out: Path, data_path=None, command: str | None = None, data=
     from .arch import is_teacher
     if is_teacher(cfg.get("arch", "")):
         return _package_teacher(run, run_lineage(run), Path(out), data_path, command, data)
-    return _package(load(run / "model.npz"), run_lineage(run), Path(out), data_path, command, data)
+    return _package(load(run / MODEL_FILE), run_lineage(run), Path(out), data_path, command, data)
 
 
 def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=None) -> dict:
     """Re-package a shipped model (in place by default) from its own card -- its training runs may
     be long gone: the artifact goes through today's export fixes and every accuracy is measured again."""
     model_dir = Path(model_dir)
-    card_path = model_dir / "card.json"
+    card_path = model_dir / MODEL_CARD_FILE
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} is missing: {model_dir} is not a shipped model (nor a training run)")
     card = json.loads(card_path.read_text())
-    return _package(load(model_dir / "model.npz"), card_stages(card), Path(out or model_dir), data_path, card["reproduce"], data)
+    return _package(load(model_dir / MODEL_FILE), card_stages(card), Path(out or model_dir), data_path, card["reproduce"], data)
 
 
 def _package(art, stages: list[dict], out: Path, data_path, command, data) -> dict:
@@ -213,7 +213,7 @@ def _package(art, stages: list[dict], out: Path, data_path, command, data) -> di
     # runs trained before thresholds were centred at export carry fp32 near-ties: centre them here
     margin_before = min(threshold_margins(art.spec, art.layers).values())
     art.layers = centre_thresholds(art.spec, art.layers)
-    save(out / "model.npz", art.spec, art.layers, art.meta)
+    save(out / MODEL_FILE, art.spec, art.layers, art.meta)
     cfg, history = stages[-1]["recipe"], stages[-1]["history"]
     data = data if data is not None else load_fer2013(data_path)
     backend = CpuBackend(out)  # bit-exact with Brevitas fp32 (tests/test_engine.py), much faster
@@ -251,7 +251,7 @@ def _package(art, stages: list[dict], out: Path, data_path, command, data) -> di
                    for i, st in enumerate(stages)],
         "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    (out / "card.json").write_text(json.dumps(card, indent=2))
+    (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2))
     pub = results["PublicTest"]
     (out / "README.md").write_text(f"""# {art.spec.name.upper()} model card
 
@@ -332,7 +332,7 @@ def _package_teacher(run: Path, stages: list[dict], out: Path, data_path, comman
         "stages": [{k: v for k, v in st.items() if k != "history"} for st in stages],
         "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    (out / "card.json").write_text(json.dumps(card, indent=2))
+    (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2))
     (out / "README.md").write_text(f"""# {net.name} (teacher) model card
 
 Full-precision VGG-style CNN ({n_params / 1e6:.2f} M float parameters) on the same 42x42 crops, trained by

@@ -51,12 +51,20 @@ PLAN = {"runs": [
 BUDGET = ["--set", "max_train_batches=2", "--set", "max_eval_faces=8", "--set", "batch_size=8", "--set", "fast=false"]
 
 
-def test_the_shipped_plan_is_valid(script, capsys):
+def test_the_shipped_plans_are_valid(script, capsys):
+    """The default plan (the next lease's) and every past lease's plan in scripts/gpu_plans/ load."""
     assert script.main(["--dry-run", "--runs", "/nonexistent/runs"]) == 0
     out = capsys.readouterr().out
-    assert "plan: teacher-vgg" in out and "plan: bdnn4-kd" in out and "/nonexistent/runs/teacher-vgg" in out
+    assert "plan: bdnn4-warm-ft (bdnn4, 0/auto epochs done, after bdnn4-warm)" in out
+    assert '"init_from": "/nonexistent/runs/bdnn4-warm/best.pt"' in out and '"init_from": "models/bdnn4"' in out
+    plans = sorted((REPO / "scripts" / "gpu_plans").glob("*.json"))
+    assert len(plans) >= 4
+    for plan in plans:
+        assert script.main(["--dry-run", "--plan", str(plan), "--runs", "/nonexistent/runs"]) == 0, plan
+    out = capsys.readouterr().out
+    assert "plan: teacher-vgg" in out and "/nonexistent/runs/teacher-vgg" in out   # lease 2
     assert "bdnn4-long (bdnn4, 0/auto epochs done, not before teacher-vgg ended)" in out
-    assert "group levers-bdnn2" in out
+    assert "plan: bdnn4hw-warm-kd-robust" in out and "plan: bcnn4-warm-kd-ft" in out   # lease 3
 
 
 def test_plan_trains_resumes_ships_and_packs(script, packed, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "sw"))
-from bdnn.contract import MODEL_SHA_KEY, model_sha256  # noqa: E402  (numpy only)
+from bdnn.contract import DEPLOY_DIR, MODEL_SHA_KEY, model_sha256  # noqa: E402  (numpy only)
 KEYS = ("rtl_lint", "sim", "rtl_synth", "stitched_sim", "synth")
 # the per-node / per-unit lists stay in build/; the figures the README quotes come along
 CONDENSED = {"rtl_lint": ("ran", "units", "files", "errors", "warnings"),
@@ -38,8 +38,8 @@ def main():
                        "so it survives a fresh machine",
                "date": datetime.date.fromtimestamp(src.stat().st_mtime).isoformat(),
                "repo_commit_when_copied": commit, "board": board,
-               # which weights the records are for: a re-shipped model needs a new build and copy
-               MODEL_SHA_KEY: model_sha256(s["model_dir"]),
+               # the weights the build used: its deployment folder holds them (checked against the graph)
+               MODEL_SHA_KEY: model_sha256(src.parent / DEPLOY_DIR),
                "finn_estimate": {k: s.get(k) for k in ESTIMATE},
                **{k: ({f: s[k].get(f) for f in CONDENSED[k]} if k in CONDENSED else s[k]) for k in KEYS}}
         out = REPO / "docs" / "hw_evidence" / f"{s['model']}_{board}.json"

@@ -7,8 +7,8 @@
 
 Each run of the plan (``scripts/gpu_plans/next.json``; past leases' plans beside it) names
 ``bdnn train`` options; ``"epochs": "auto"`` fills the run's ``share`` (default 1) of the time left
-before the deadline, measured on the machine when the run starts (``bdnn.train.estimate_epoch_seconds``: real steps and a selection pass under
-the load of that moment). ``after``: start once those runs have finished; ``not_before`` (parallel
+before the deadline, measured on the machine when the run starts (``bdnn.train.estimate_epoch_seconds``:
+real steps and a selection pass under the load of that moment). ``after``: start once those runs have finished; ``not_before`` (parallel
 mode): once they have ended, however; ``group``: runs that train the same number of epochs (the
 fewest any of them fits; an ablation at equal budget); ``ship_as``: the model a run competes for.
 

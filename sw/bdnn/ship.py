@@ -124,6 +124,14 @@ def _used_epoch(checkpoint: Path, run: Path) -> int | None:
     return None
 
 
+def read_card(model_dir: Path, why: str) -> dict:
+    """A shipped model folder's card; FileNotFoundError saying ``why`` it is needed when it is missing."""
+    card_path = Path(model_dir) / MODEL_CARD_FILE
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{card_path} is missing: {why}")
+    return json.loads(card_path.read_text())
+
+
 def card_stages(card: dict) -> list[dict]:
     """A shipped model's training stages from its card, the last with its learning curve."""
     if "stages" in card:
@@ -140,11 +148,7 @@ def card_stages(card: dict) -> list[dict]:
 def shipped_model_stages(model_dir: Path) -> list[dict]:
     """The stages behind a shipped model that a run started from: its card's, the last one ending
     in the epoch that was shipped and in the ``bdnn ship`` that made the folder."""
-    card_path = model_dir / MODEL_CARD_FILE
-    if not card_path.is_file():
-        raise FileNotFoundError(f"{card_path} is missing: a run started from the shipped model {model_dir} "
-                                "needs its card to document the model")
-    card = json.loads(card_path.read_text())
+    card = read_card(model_dir, f"a run started from the shipped model {model_dir} needs its card to document the model")
     stages = card_stages(card)
     last = stages[-1]
     last["used_epoch"] = card["best_epoch"]
@@ -197,10 +201,7 @@ def repackage(model_dir: Path, out: Path | None = None, data_path=None, data=Non
     """Re-package a shipped model (in place by default) from its own card -- its training runs may
     be long gone: the artifact goes through today's export fixes and every accuracy is measured again."""
     model_dir = Path(model_dir)
-    card_path = model_dir / MODEL_CARD_FILE
-    if not card_path.exists():
-        raise FileNotFoundError(f"{card_path} is missing: {model_dir} is not a shipped model (nor a training run)")
-    card = json.loads(card_path.read_text())
+    card = read_card(model_dir, f"{model_dir} is not a shipped model (nor a training run)")
     return _package(load(model_dir / MODEL_FILE), card_stages(card), Path(out or model_dir), data_path, card["reproduce"], data)
 
 

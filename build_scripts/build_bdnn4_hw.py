@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build BDNN4-HW (the hardware-aware variant: block 4 at 256 channels, global max-pool before FC1) for PYNQ-Z2 and Ultra96 (options: --help; the flow lives in hw/build.py)."""
+"""Build BDNN4-HW (the hardware-aware variant: block 4 at 256 channels, so the convs fit the PYNQ-Z2's BRAM) for PYNQ-Z2 and Ultra96 (options: --help; the flow lives in hw/build.py)."""
 import sys
 from pathlib import Path
 

@@ -337,3 +337,31 @@ def test_stream_fifo_stores_only_the_data_bits_of_padded_beats(tmp_path):
         np.testing.assert_array_equal(timing[key], timing[0, 8])
     print(bram)
     assert 0 < bram[1] <= bram[8] / 4  # 20,000 x 1 bit: 1 BRAM36; x 8 bits: 4.5
+
+
+def test_shrink_widest_bisects_the_widest_fifos_within_its_budget():
+    """Step (6) of the sizing on a stand-in simulator: each FIFO has a hidden least depth that
+    keeps the throughput; the widest ones end within 2x of it, never below it, the kept ones
+    (bypasses) and the tiny ones untouched, and no more simulations than the budget."""
+    from bdnn_hw.rtl.stitched_sim import shrink_widest
+    need = {"wide": 5, "mid": 2, "bypass": 3, "tiny": 2, "deep": 40}
+    depths = {"wide": 128, "mid": 64, "bypass": 900, "tiny": 8, "deep": 128}
+    width = {"wide": 576, "mid": 192, "bypass": 32, "tiny": 1, "deep": 64}
+    calls = []
+
+    def passes(name, d):
+        calls.append(name)
+        return all(d[e] >= need[e] for e in d)
+    got, n = shrink_widest(depths, width, {"bypass"}, passes, budget=100)
+    assert got["bypass"] == 900 and got["tiny"] == 8          # kept; under the share threshold
+    assert got["mid"] == 2 and n == 3
+    for e in ("wide", "deep"):
+        assert need[e] <= got[e] <= 2 * need[e], (e, got[e])
+    assert len(calls) == len(set(calls))                      # every candidate named once
+    # a budget stops it early; whatever it did keep passes
+    calls.clear()
+    got2, _ = shrink_widest(depths, width, {"bypass"}, passes, budget=2)
+    assert len(calls) == 2 and passes("check", got2)
+    # a FIFO that needs its full depth stays there
+    got3, n3 = shrink_widest({"a": 16}, {"a": 8}, set(), lambda _, d: d["a"] >= 16)
+    assert got3 == {"a": 16} and n3 == 0

@@ -141,6 +141,11 @@ def crops_in_flight(model) -> int:
 
 UNIFORM_DEPTHS = (2, 8, 32, 128, 512, 2048)
 HALVING_ROUNDS = 4
+# (6) of size_fifos: the widest FIFOs shrunk one at a time. A FIFO in front of the slowest layer is
+# full in every run whatever its depth, and on a wide stream (a 576-bit SWG window) those entries
+# cost LUTRAM: bdnn4-hw on the PYNQ-Z2 kept 342 kbit of FIFOs, 74 kbit in one 576 x 128 FIFO.
+SHRINK_SIMULATIONS = 24     # at most this many simulations for (6)
+SHRINK_MIN_SHARE = 0.01     # FIFOs under this share of the stored bits are left as they are
 # A source 3 % faster than the design: upstream FIFOs no longer fill just because the input runs
 # ahead of the slowest layer, so high-water marks show what rate mismatches inside the design need.
 PACE_MARGIN = 0.97
@@ -160,7 +165,8 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
     while that keeps (1)'s throughput; if (3) finds no D, the high-water marks of (1) (FINN's
     conservative rule). Every candidate is checked with the input unpaced, as on the board (the
     DMA streams as fast as accepted), and kept only if it passes; of (2) and (3)-(5) the result
-    with fewer FIFO bits wins."""
+    with fewer FIFO bits wins. (6) On the winner, the FIFOs storing the most bits, one at a time:
+    the smallest depth (bisected on a log scale) that still passes with every other FIFO as it is."""
     work = Path(work)
     flight = crops_in_flight(model)  # the cap scales with it: a bypass around a replay unit holds 2B+1 crops
     cap = {e.name: min(DEEP_CAP * flight, e.beats_per_crop * flight + MIN_DEPTH) for e in graph_edges(model)}
@@ -211,6 +217,10 @@ def size_fifos(model, work: Path, crops: np.ndarray, progress=print, weight_memo
             raise
     _, depths, strategy = min(found, key=lambda f: f[0])
     strategy += f" (fewest bits of: {', '.join(f'{n} {b / 1024:,.0f} kbit' for b, _, n in found)})"
+    shrunk, n_shrunk = shrink_widest(depths, width, bypass, lambda name, d: attempt(name, d) is not None)
+    if n_shrunk:
+        strategy += f", then {n_shrunk} widest FIFOs shrunk one at a time ({bits(depths) / 1024:,.0f} -> {bits(shrunk) / 1024:,.0f} kbit)"
+        depths = shrunk
     sized = stitch(model, work / "sized", depths, weight_memory=weight_memory, weights=weights,
                    memory=memory)
     rec = {"crops": int(len(crops)), "strategy": strategy, "attempts_cycles_per_crop": tried,
@@ -255,6 +265,32 @@ def _uniform_then_shrink(cap, bypass, r_deep, attempt, high_water, tried):
             break
         depths, r, strategy = half, r_half, strategy + f", full FIFOs halved x{k + 1}"
     return depths, r, strategy
+
+
+def shrink_widest(depths: dict[str, int], width: dict[str, int], keep: set[str], passes,
+                  budget: int = SHRINK_SIMULATIONS, min_share: float = SHRINK_MIN_SHARE) -> tuple[dict[str, int], int]:
+    """Step (6) of ``size_fifos``: FIFOs in order of stored bits (``keep`` excepted: the bypasses hold
+    conv2's latency), each bisected on a log scale between MIN_DEPTH and its depth, the others fixed;
+    ``passes(name, depths)`` simulates a candidate. Returns the depths and how many FIFOs shrank."""
+    depths = dict(depths)
+    total = sum(depths[e] * width[e] for e in depths) or 1
+    order = sorted((e for e in depths if e not in keep and depths[e] > MIN_DEPTH
+                    and depths[e] * width[e] >= min_share * total), key=lambda e: -depths[e] * width[e])
+    used, shrunk = 0, 0
+    for e in order:
+        good, bad = depths[e], MIN_DEPTH - 1     # good passes (as sized); bad: none known yet
+        while used < budget and good > max(MIN_DEPTH, 2 * bad):
+            d = MIN_DEPTH if bad < MIN_DEPTH else max(bad + 1, int(round((good * bad) ** 0.5)))
+            used += 1
+            if passes(f"shrink {e} to {d}", {**depths, e: d}):
+                good = d
+            else:
+                bad = d
+        shrunk += good < depths[e]
+        depths[e] = good
+        if used >= budget:
+            break
+    return depths, shrunk
 
 
 def finn_fifo_config(model, design: StitchedDesign, clk_ns: float, fpga_part: str) -> dict:

@@ -365,3 +365,39 @@ def test_shrink_widest_bisects_the_widest_fifos_within_its_budget():
     # a FIFO that needs its full depth stays there
     got3, n3 = shrink_widest({"a": 16}, {"a": 8}, set(), lambda _, d: d["a"] >= 16)
     assert got3 == {"a": 16} and n3 == 0
+
+
+def test_hierarchical_synthesis_counts_each_instance(tmp_path):
+    """synthesize(hierarchy=True) keeps the module boundaries and counts every instance of the top
+    with its submodules: the instances plus the top's own cells make the whole; a deeper FIFO costs
+    more than a shallow one of the same width; the breakdown script names the kinds."""
+    import importlib.util
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtlsim.synth import synthesize
+    ports = []
+    body = []
+    for name, depth in (("e1_fifo", 2), ("e2_fifo", 64)):
+        ports += [f"input logic [15:0] {name}_in, input logic {name}_iv, output logic {name}_ir",
+                  f"output logic [15:0] {name}_out, output logic {name}_ov, input logic {name}_or"]
+        body.append(f"  logic [6:0] {name}_m, {name}_c;\n"
+                    f"  stream_fifo #(.WIDTH(16), .DEPTH({depth})) {name} (.clk, .rst_n, .limit(7'd{depth}),\n"
+                    f"    .in_tdata({name}_in), .in_tvalid({name}_iv), .in_tready({name}_ir), .out_tdata({name}_out),\n"
+                    f"    .out_tvalid({name}_ov), .out_tready({name}_or), .max_count({name}_m), .cur_count({name}_c));")
+    (tmp_path / "two_top.sv").write_text("module two_top (input logic clk, input logic rst_n,\n  "
+                                         + ",\n  ".join(ports) + ");\n" + "\n".join(body) + "\nendmodule\n")
+    r = synthesize("two_top", [str(HDL / "stream_fifo.sv"), str(tmp_path / "two_top.sv")], str(tmp_path), hierarchy=True)
+    inst = r["instances"]
+    assert set(inst) == {"e1_fifo", "e2_fifo"}, inst
+    assert sum(v["lut"] for v in inst.values()) <= r["lut"] and r["lut"] - sum(v["lut"] for v in inst.values()) < 10
+    assert inst["e2_fifo"]["lut"] > inst["e1_fifo"]["lut"] > 0
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "scripts" / "synth_breakdown.py"
+    spec = importlib.util.spec_from_file_location("synth_breakdown", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.instance_kind("e81_fifo").startswith("FIFOs")
+    assert mod.instance_kind("MVAU_hls_2_wrom").startswith("weight ROMs")
+    assert mod.instance_kind("MVAU_hls_12_i").startswith("binary matrix units")
+    assert mod.instance_kind("StreamingDataWidthConverter_rtl_4_i") == "width converters (FINN)"
+    kinds = mod.group(inst)
+    assert kinds["FIFOs (stream_fifo)"]["instances"] == 2

@@ -401,3 +401,21 @@ def test_hierarchical_synthesis_counts_each_instance(tmp_path):
     assert mod.instance_kind("StreamingDataWidthConverter_rtl_4_i") == "width converters (FINN)"
     kinds = mod.group(inst)
     assert kinds["FIFOs (stream_fifo)"]["instances"] == 2
+
+
+def test_memory_policy_puts_large_roms_and_deep_fifos_in_block_ram():
+    """The stitched design's placement on top of the config's ram_style: both boards keep weight
+    ROMs of >= 100 kbit in BRAM (a 1152 x 128 ROM left to yosys became ~6.5k LUTs on the PYNQ-Z2),
+    smaller ones as configured; only the Ultra96 moves deep FIFOs."""
+    from bdnn_hw.boards import get_board
+    from bdnn_hw.rtl.stitch import MemoryPolicy
+    for key in ("pynq-z2", "ultra96"):
+        b = get_board(key)
+        pol = MemoryPolicy(b.rtl_fifo_block_min_depth, b.rtl_rom_block_min_bits)
+        assert pol.rom_style("auto", 1152 * 128) == "block"
+        assert pol.rom_style("distributed", 576 * 64) == "distributed"
+        assert pol.rom_style("ultra", 10) == "block"
+    z2 = get_board("pynq-z2")
+    assert not MemoryPolicy(z2.rtl_fifo_block_min_depth, z2.rtl_rom_block_min_bits).fifo_in_block(4096)
+    assert MemoryPolicy(1024, None).fifo_in_block(1024) and not MemoryPolicy(1024, None).fifo_in_block(1023)
+    assert MemoryPolicy().rom_style("auto", 10**7) == "auto"

@@ -216,3 +216,16 @@ def test_a_placement_config_keeps_a_layer_in_finns_external_mode(replay_codegen)
     assert all("replay" not in attrs for attrs in finn_cfg.values())
     with pytest.raises(ValueError, match="'replay' is a true/false key"):
         to_finn_config({"block2.conv2/swg": {"replay": False}}, folded, names)
+
+
+def test_replay_lanes_keep_at_least_the_mvau_folding():
+    """The unit's SIMD must divide the input channels; PE makes up the lanes the MVAU folding had
+    (BDNN4 block4.conv2: SIMD 768 over 512 channels -> 256 x 4 = 1,024 lanes, not 512)."""
+    from bdnn_hw.rtl.replay_op import MAX_SIMD, replay_lanes
+    assert replay_lanes(512, 512, 768, 1) == (256, 4)
+    assert replay_lanes(512, 512, 256, 2) == (256, 2)      # already valid: unchanged
+    assert replay_lanes(4096, 1024, 64, 1) == (64, 1)      # FC: c = MW
+    for c, mh, simd, pe in ((512, 512, 768, 1), (384, 256, 96, 3), (1024, 1024, 1024, 1), (72, 48, 24, 2), (7, 5, 3, 5)):
+        s2, p2 = replay_lanes(c, mh, simd, pe)
+        assert c % s2 == 0 and mh % p2 == 0 and s2 <= max(MAX_SIMD, 1)
+        assert s2 * p2 >= simd * pe or p2 == mh, (c, mh, simd, pe, s2, p2)  # as many lanes, or all PE

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Copy the open-tool hardware records of build summaries into docs/hw_evidence/ (build/ is not
-kept in git): python scripts/copy_hw_evidence.py [--build build/bdnn4] [--boards pynq-z2 ultra96]"""
+kept in git): python scripts/copy_hw_evidence.py [--build build/bdnn4] [--boards pynq-z2 ultra96];
+``--table`` prints every record there as one markdown table (the README's verified designs)."""
 import argparse
 import datetime
 import json
@@ -24,7 +25,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=str(REPO / "build" / "bdnn4"))
     ap.add_argument("--boards", nargs="+", default=["pynq-z2", "ultra96"])
+    ap.add_argument("--table", action="store_true", help="print the records in docs/hw_evidence/ as a markdown table")
     a = ap.parse_args()
+    if a.table:
+        print(evidence_table(REPO / "docs" / "hw_evidence"))
+        return
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     for board in a.boards:
@@ -42,9 +47,30 @@ def main():
                MODEL_SHA_KEY: model_sha256(src.parent / DEPLOY_DIR),
                "finn_estimate": {k: s.get(k) for k in ESTIMATE},
                **{k: ({f: s[k].get(f) for f in CONDENSED[k]} if k in CONDENSED else s[k]) for k in KEYS}}
-        out = REPO / "docs" / "hw_evidence" / f"{s['model']}_{board}.json"
+        # a build variant gets its own record beside the board's default design
+        out = REPO / "docs" / "hw_evidence" / f"{s['model']}_{board}{'_rtl_only' if s.get('rtl_only') else ''}.json"
         out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
         print(f"wrote {out.relative_to(REPO)}")
+
+
+def evidence_table(folder: Path) -> str:
+    """One row per record: what the stitched simulation measured, what yosys counted, and whether
+    the record's weights are the ones shipped in models/ now."""
+    from bdnn_hw.boards import get_board
+    rows = ["| model | board | design | crops stitched | mismatches | cycles/crop | crops/s (simulated) | LUT (yosys) "
+            "| BRAM36 (yosys) | fits | weights = models/ now |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in sorted(folder.glob("*.json")):
+        r = json.loads(f.read_text())
+        model = f.stem.split("_")[0]
+        design = " ".join(f.stem.split("_")[2:]).replace("rtl only", "--rtl-only") or "default"
+        b, st, sy = get_board(r["board"]), r["stitched_sim"], r["synth"]
+        shipped = REPO / "models" / model
+        same = (model_sha256(shipped) == r.get(MODEL_SHA_KEY)) if (shipped / "model.npz").exists() and r.get(MODEL_SHA_KEY) else None
+        rows.append(f"| {model} | {r['board']} | {design} | {st['crops']} | {st['mismatches']} | {st['cycles_per_crop']:,.0f} "
+                    f"| {st['measured_crops_per_s']:,.0f} | {sy['lut']:,} ({sy['lut'] / b.lut:.0%}) "
+                    f"| {sy['bram36']:g} ({sy['bram36'] / b.bram36:.0%}) | {'yes' if sy['fits'] else '**no**'} "
+                    f"| {'yes' if same else ('no' if same is False else 'not recorded')} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

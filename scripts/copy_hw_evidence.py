@@ -56,19 +56,21 @@ def main():
 def evidence_table(folder: Path) -> str:
     """One row per record: what the stitched simulation measured, what yosys counted, and whether
     the record's weights are the ones shipped in models/ now."""
-    from bdnn_hw.boards import get_board
+    shipped_sha: dict[str, str | None] = {}  # each shipped model hashed once
     rows = ["| model | board | design | crops stitched | mismatches | cycles/crop | crops/s (simulated) | LUT (yosys) "
             "| BRAM36 (yosys) | fits | weights = models/ now |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in sorted(folder.glob("*.json")):
         r = json.loads(f.read_text())
         model = f.stem.split("_")[0]
         design = " ".join(f.stem.split("_")[2:]).replace("rtl only", "--rtl-only") or "default"
-        b, st, sy = get_board(r["board"]), r["stitched_sim"], r["synth"]
-        shipped = REPO / "models" / model
-        same = (model_sha256(shipped) == r.get(MODEL_SHA_KEY)) if (shipped / "model.npz").exists() and r.get(MODEL_SHA_KEY) else None
+        st, sy = r["stitched_sim"], r["synth"]  # the synthesis record carries the board's budgets
+        if model not in shipped_sha:
+            shipped = REPO / "models" / model
+            shipped_sha[model] = model_sha256(shipped) if (shipped / "model.npz").exists() else None
+        same = (shipped_sha[model] == r[MODEL_SHA_KEY]) if shipped_sha[model] and r.get(MODEL_SHA_KEY) else None
         rows.append(f"| {model} | {r['board']} | {design} | {st['crops']} | {st['mismatches']} | {st['cycles_per_crop']:,.0f} "
-                    f"| {st['measured_crops_per_s']:,.0f} | {sy['lut']:,} ({sy['lut'] / b.lut:.0%}) "
-                    f"| {sy['bram36']:g} ({sy['bram36'] / b.bram36:.0%}) | {'yes' if sy['fits'] else '**no**'} "
+                    f"| {st['measured_crops_per_s']:,.0f} | {sy['lut']:,} ({sy['lut'] / sy['lut_budget']:.0%}) "
+                    f"| {sy['bram36']:g} ({sy['bram36'] / sy['bram36_budget']:.0%}) | {'yes' if sy['fits'] else '**no**'} "
                     f"| {'yes' if same else ('no' if same is False else 'not recorded')} |")
     return "\n".join(rows)
 

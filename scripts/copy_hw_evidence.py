@@ -47,10 +47,45 @@ def main():
                MODEL_SHA_KEY: model_sha256(src.parent / DEPLOY_DIR),
                "finn_estimate": {k: s.get(k) for k in ESTIMATE},
                **{k: ({f: s[k].get(f) for f in CONDENSED[k]} if k in CONDENSED else s[k]) for k in KEYS}}
+        rec["design"] = design_label(s, board)
         # a build variant gets its own record beside the board's default design
-        out = REPO / "docs" / "hw_evidence" / f"{s['model']}_{board}{'_rtl_only' if s.get('rtl_only') else ''}.json"
+        out = REPO / "docs" / "hw_evidence" / f"{record_stem(s, board)}.json"
         out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
         print(f"wrote {out.relative_to(REPO)}")
+
+
+def _variant_parts(s: dict, board: str) -> list[str]:
+    """What makes a build a variant of the board's default design: its own placement config
+    (named by what the file adds to ``<arch>_<board>``), the RTL LUT model, a replay batch from the
+    command line, a fixed folding target."""
+    parts = []
+    config = Path(s.get("role_config") or "").stem
+    if config and config != f"{s['model']}_{board}":
+        parts.append(config.removeprefix(f"{s['model']}_{board}_"))
+    if s.get("rtl_only"):
+        parts.append("rtl_only")
+    if s.get("replay_batch_from", "board default") != "board default":
+        parts.append(f"replay{s.get('replay_batch')}")
+    return parts
+
+
+def record_stem(s: dict, board: str) -> str:
+    return "_".join([s["model"], board, *_variant_parts(s, board)])
+
+
+def design_label(s: dict, board: str) -> str:
+    """The build's variant as its flags: what the table's design column says."""
+    flags = []
+    config = Path(s.get("role_config") or "")
+    if config.stem and config.stem != f"{s['model']}_{board}":
+        flags.append(f"--folding-config {config.name}")
+    if s.get("rtl_only"):
+        flags.append("--rtl-only")
+    if s.get("replay_batch_from", "board default") != "board default":
+        flags.append(f"--replay-batch {s.get('replay_batch')}")
+    if flags and not s.get("folding_searched", True):
+        flags.append(f"--target-fps {s.get('target_crops_per_s')}")
+    return " ".join(flags) or "default"
 
 
 def evidence_table(folder: Path) -> str:
@@ -62,7 +97,7 @@ def evidence_table(folder: Path) -> str:
     for f in sorted(folder.glob("*.json")):
         r = json.loads(f.read_text())
         model = f.stem.split("_")[0]
-        design = " ".join(f.stem.split("_")[2:]).replace("rtl only", "--rtl-only") or "default"
+        design = r.get("design") or " ".join(f.stem.split("_")[2:]).replace("rtl only", "--rtl-only") or "default"
         st, sy = r["stitched_sim"], r["synth"]  # the synthesis record carries the board's budgets
         if model not in shipped_sha:
             shipped = REPO / "models" / model

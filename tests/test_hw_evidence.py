@@ -36,3 +36,20 @@ def test_evidence_table_has_a_row_per_record_and_checks_the_weights(tmp_path):
     (tmp_path / "bdnn4-hw_pynq-z2.json").write_text(json.dumps(r))
     row = mod.evidence_table(tmp_path).splitlines()[2]
     assert row.endswith("| no |"), row
+
+
+def test_a_build_variant_gets_its_own_record_named_by_its_flags():
+    mod = _script()
+    default = {"model": "bdnn4", "role_config": "hw/folding/bdnn4_ultra96.json", "rtl_only": False,
+               "replay_batch": 0, "replay_batch_from": "board default", "folding_searched": True}
+    assert mod.record_stem(default, "ultra96") == "bdnn4_ultra96"
+    assert mod.design_label(default, "ultra96") == "default"
+    variant = {**default, "role_config": "hw/folding/bdnn4_ultra96_block4-conv2-in-ddr.json", "rtl_only": True,
+               "replay_batch": 5, "replay_batch_from": "--replay-batch", "folding_searched": False,
+               "target_crops_per_s": 3300}
+    assert mod.record_stem(variant, "ultra96") == "bdnn4_ultra96_block4-conv2-in-ddr_rtl_only_replay5"
+    assert mod.design_label(variant, "ultra96") == ("--folding-config bdnn4_ultra96_block4-conv2-in-ddr.json "
+                                                    "--rtl-only --replay-batch 5 --target-fps 3300")
+    # the --rtl-only record of earlier sessions keeps its name
+    assert mod.record_stem({**default, "role_config": "hw/folding/bdnn4_pynq-z2.json", "rtl_only": True},
+                           "pynq-z2") == "bdnn4_pynq-z2_rtl_only"

@@ -197,6 +197,30 @@ def step_select_project_rtl(model, cfg):
     return model.transform(SelectProjectRTL())
 
 
+def policy_rom_bram36(model, board: Board) -> float:
+    """Block RAM of the on-chip weight ROMs the stitched design moves out of LUTs
+    (``Board.rtl_rom_block_min_bits``) that the placement config keeps in LUTRAM, where FINN's
+    estimate counts none: one BRAM36 per 72 bits of the word (512 x 72), per 512 words."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from .rtl.stitch import MemoryPolicy
+    policy = MemoryPolicy(rom_block_min_bits=board.rtl_rom_block_min_bits)
+    total = 0.0
+    for node in model.graph.node:
+        if not node.op_type.startswith("MVAU"):
+            continue
+        inst = getCustomOp(node)
+        if inst.get_nodeattr("mem_mode") != "internal_decoupled" or inst.get_nodeattr("ram_style") != "distributed":
+            continue
+        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+        if policy.rom_style("distributed", mw * mh) != "block":  # the stitched design's own decision
+            continue
+        width = inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE") * inst.get_input_datatype(1).bitwidth()  # weights
+        depth = mw * mh // (inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE"))
+        total += math.ceil(width / 72) * math.ceil(depth / 512)
+    return float(total)
+
+
 def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | None,
                   role_cfg: dict | None = None, layer_names: list[str] | None = None,
                   progress: bool = True, rtl_only: bool = False, replay_batch: int = 0) -> dict:
@@ -233,6 +257,11 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     bram18 = sum(v.get("BRAM_18K", 0) for v in layers.values())
     dsp = sum(v.get("DSP", 0) for v in layers.values())
     bram36 = bram18 / 2.0
+    # the fit is judged on the whole design: with --rtl-only the per-unit model's sum times the board's
+    # measured whole-design factor, and block RAM as the stitched design places it (FINN's HLS
+    # estimates already land above yosys's whole design)
+    lut_fit = lut * (board.rtl_whole_design_lut_factor if rtl_only else 1.0)
+    bram36_fit = bram36 + (policy_rom_bram36(model, board) + board.rtl_whole_design_bram36_extra if rtl_only else 0.0)
     finn_fps = float(perf["estimated_throughput_fps"])
     ddr = ddr_bytes_per_crop(model, layer_names) if layer_names else 0.0
     ddr_cap = (board.axi_port_width / 8 * board.fclk_mhz * 1e6 * DDR_EFFICIENCY / ddr) if ddr else float("inf")
@@ -251,8 +280,9 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     bottleneck = perf.get("max_cycles_node_name")
     return {
         "lut": int(round(lut)), "bram36": bram36, "dsp": int(round(dsp)),
-        "lut_util": lut / board.lut, "bram36_util": bram36 / board.bram36,
-        "fits": bool(lut <= board.lut_limit * board.lut and bram36 <= board.bram_limit * board.bram36
+        "lut_whole_design": int(round(lut_fit)), "bram36_whole_design": bram36_fit,
+        "lut_util": lut_fit / board.lut, "bram36_util": bram36_fit / board.bram36,
+        "fits": bool(lut_fit <= board.lut_limit * board.lut and bram36_fit <= board.bram_limit * board.bram36
                      and dsp <= board.dsp),
         "est_crops_per_s": fps, "est_faces_per_s": fps / 5.0, "finn_est_crops_per_s": finn_fps,
         "ddr_weight_bytes_per_crop": ddr, "ddr_cap_crops_per_s": None if ddr_cap == float("inf") else ddr_cap,

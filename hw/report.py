@@ -24,8 +24,8 @@ def board_report(summary: dict) -> str:
 
 | | estimate | budget | use |
 |---|---|---|---|
-| LUT | {s['lut']:,} | {s['lut_budget']:,} | {s['lut_util']:.0%} |
-| BRAM36 | {s['bram36']:.1f} | {s['bram36_budget']} | {s['bram36_util']:.0%} |
+| LUT | {s['lut']:,}{f" (whole design: x {s['lut_whole_design'] / s['lut']:.2f} = {s['lut_whole_design']:,})" if s.get('lut_whole_design', s['lut']) != s['lut'] else ''} | {s['lut_budget']:,} | {s['lut_util']:.0%} |
+| BRAM36 | {s['bram36']:.1f}{f" (whole design: {s['bram36_whole_design']:.1f}, with the ROMs the stitched design moves to block RAM and the board's measured extra)" if s.get('bram36_whole_design', s['bram36']) != s['bram36'] else ''} | {s['bram36_budget']} | {s['bram36_util']:.0%} |
 | DSP | {s['dsp']} | {s['dsp_budget']} | |
 
 - fits (LUT <= {s['lut_limit']:.0%}, BRAM <= {s['bram_limit']:.0%}): **{s['fits']}**

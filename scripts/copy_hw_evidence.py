@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "sw"))
-from bdnn.contract import DEPLOY_DIR, MODEL_SHA_KEY, model_sha256  # noqa: E402  (numpy only)
+from bdnn.contract import DEPLOY_DIR, HW_EVIDENCE_DIR, MODEL_SHA_KEY, model_sha256  # noqa: E402  (numpy only)
 KEYS = ("rtl_lint", "sim", "rtl_synth", "stitched_sim", "synth")
 # the per-node / per-unit lists stay in build/; the figures the README quotes come along
 CONDENSED = {"rtl_lint": ("ran", "units", "files", "errors", "warnings"),
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--table", action="store_true", help="print the records in docs/hw_evidence/ as a markdown table")
     a = ap.parse_args()
     if a.table:
-        print(evidence_table(REPO / "docs" / "hw_evidence"))
+        print(evidence_table(REPO / HW_EVIDENCE_DIR))
         return
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -49,7 +49,7 @@ def main():
                **{k: ({f: s[k].get(f) for f in CONDENSED[k]} if k in CONDENSED else s[k]) for k in KEYS}}
         rec["design"] = design_label(s, board)
         # a build variant gets its own record beside the board's default design
-        out = REPO / "docs" / "hw_evidence" / f"{record_stem(s, board)}.json"
+        out = REPO / HW_EVIDENCE_DIR / f"{record_stem(s, board)}.json"
         out.write_text(json.dumps(rec, indent=1, default=float) + "\n")
         print(f"wrote {out.relative_to(REPO)}")
 
@@ -97,7 +97,7 @@ def evidence_table(folder: Path) -> str:
     for f in sorted(folder.glob("*.json")):
         r = json.loads(f.read_text())
         model = f.stem.split("_")[0]
-        design = r.get("design") or " ".join(f.stem.split("_")[2:]).replace("rtl only", "--rtl-only") or "default"
+        design = r.get("design", "default")
         st, sy = r["stitched_sim"], r["synth"]  # the synthesis record carries the board's budgets
         if model not in shipped_sha:
             shipped = REPO / "models" / model

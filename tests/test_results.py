@@ -77,6 +77,35 @@ def test_results_plot(tmp_path, capsys):
     assert "no shipped model has a FINN estimate" in capsys.readouterr().err
 
 
+def test_verified_points_are_the_shipped_weights_bit_exact_designs(tmp_path, tiny_model):
+    """The Pareto figure's measured points: a record counts for a model only with that model's weights
+    and 0 mismatches; its simulated rate and yosys's fit come along."""
+    import shutil
+
+    from bdnn.contract import MODEL_SHA_KEY, model_sha256
+    from bdnn.results import verified_markdown, verified_points
+    models, ev = tmp_path / "models", tmp_path / "evidence"
+    shutil.copytree(tiny_model, models / "bdnn4")
+    ev.mkdir()
+    sha = model_sha256(models / "bdnn4")
+
+    def record(name, sha, mismatches=0, fits=True, design="default"):
+        (ev / f"{name}.json").write_text(json.dumps({
+            "board": name.split("_")[1], "design": design, MODEL_SHA_KEY: sha,
+            "stitched_sim": {"mismatches": mismatches, "measured_crops_per_s": 1300.4},
+            "synth": {"fits": fits, "lut": 41913, "bram36": 113.0}}))
+    record("bdnn4_pynq-z2_fast", sha, design="--rtl-only")
+    record("bdnn4_pynq-z2", "0" * 64)                        # other weights
+    record("bdnn4_ultra96", sha, mismatches=1)               # not bit-exact
+    record("bdnn4_ultra96_big", sha, fits=False)
+    record("bcnn4_pynq-z2", sha)                             # no such shipped model
+    pts = verified_points({"bdnn4": _card(0.6, 0.6676, 0.66)}, models, ev)
+    assert [(p["board"], p["design"], p["crops_per_s"], p["fits"]) for p in pts] == [
+        ("pynq-z2", "--rtl-only", 1300, True), ("ultra96", "default", 1300, False)]
+    assert pts[0]["accuracy"] == pytest.approx(66.76)
+    assert "| pynq-z2 | bdnn4 | --rtl-only | 66.76 % | 1,300 | 41,913 / 113 | yes |" in verified_markdown(pts)
+
+
 def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
     import shutil
 

@@ -280,6 +280,9 @@ def _add_results(sub):
     p.add_argument("--estimates", default=None, metavar="JSON",
                    help="--plot: FINN estimates per model x board (default: the packaged finn_estimates.json; "
                         "benchmarks/bench_estimates.py --json writes a new one)")
+    p.add_argument("--evidence", default=None, metavar="DIR",
+                   help="--plot: verified-design records to add as measured points (default: the source "
+                        "checkout's docs/hw_evidence/ when there is one; '' for none)")
     p.add_argument("--robustness", action="store_true",
                    help="also print the accuracy drop per perturbation of every shipped model that has a "
                         "robustness.json (written by bdnn evaluate --perturb --json-out)")
@@ -287,7 +290,9 @@ def _add_results(sub):
 
 
 def cmd_results(a) -> int:
-    from .results import PAPER_ACCURACY, load_cards, load_estimates, markdown_table, pareto_markdown, pareto_points, results_rows
+    from .contract import HW_EVIDENCE_DIR, source_root
+    from .results import (PAPER_ACCURACY, load_cards, load_estimates, markdown_table, pareto_markdown, pareto_points,
+                          results_rows, verified_markdown, verified_points)
     cards = load_cards(Path(a.models_dir))
     if not cards:
         print(f"error: no model cards under {a.models_dir} (ship one with `bdnn ship RUN models/<arch>`)", file=sys.stderr)
@@ -305,12 +310,20 @@ def cmd_results(a) -> int:
         if not points:
             print("error: no shipped model has a FINN estimate to plot", file=sys.stderr)
             return 2
+        evidence = a.evidence
+        if evidence is None:
+            root = source_root()
+            evidence = str(root / HW_EVIDENCE_DIR) if root and (root / HW_EVIDENCE_DIR).is_dir() else ""
+        verified = verified_points(cards, Path(a.models_dir), Path(evidence)) if evidence else []
         plot_pareto(points, Path(a.plot), est["boards"],
                     paper={"model": "bdnn4", "accuracy": PAPER_ACCURACY["bdnn4"],
                            "label": f"paper's BDNN4 ({PAPER_ACCURACY['bdnn4']:.2f} %) at this BDNN4's rate"},
-                    title="Accuracy vs FINN-estimated throughput, every shipped model")
+                    title="Accuracy vs throughput, every shipped model", verified=verified)
         print()
         print(pareto_markdown(points))
+        if verified:
+            print()
+            print(verified_markdown(verified))
         for n in notes:
             print(f"note: {n}")
         print(f"wrote {a.plot} (estimates: {a.estimates or 'the packaged finn_estimates.json'})")

@@ -45,6 +45,7 @@ DEFAULT_ARCH = "bdnn4"
 
 # -- build layout ----------------------------------------------------------------------------
 BUILD_DIR = "build"
+HW_EVIDENCE_DIR = "docs/hw_evidence"  # verified-design records (scripts/copy_hw_evidence.py), one JSON per design
 FRONTEND_DIR = "frontend"
 HW_GRAPH_STAGE = "dataflow_partition"   # the front-end stage whose graph is the HW-layer graph
 FOLDED_GRAPH_FILE = "folded_hw_graph.onnx"

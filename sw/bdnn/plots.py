@@ -51,19 +51,30 @@ def plot_confusion(cm: np.ndarray, class_names, path: Path, title: str = "") -> 
     fig.colorbar(im, fraction=.046); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 
-def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None = None, title: str = "") -> None:
+def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None = None, title: str = "",
+                verified: list[dict] = ()) -> None:
     """Accuracy vs estimated crops/s, one panel per board: every shipped model, the Pareto front
     (nothing both faster and more accurate), the board's target rate, and ``paper`` = {"model",
-    "accuracy", "label"}: the paper's figure drawn at the speed of the same network here."""
+    "accuracy", "label"}: the paper's figure drawn at the speed of the same network here.
+    ``verified``: designs simulated whole in Verilator (their measured crops/s) and synthesized by
+    yosys, as squares (hollow where yosys says they do not fit)."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter
     names = list(boards)
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 5.2), sharey=True, squeeze=False)
     for ax, board in zip(axes[0], names):
         pts = sorted((p for p in points if p["board"] == board), key=lambda p: p["crops_per_s"])
         for p in pts:
             ax.scatter(p["crops_per_s"], p["accuracy"], s=55, zorder=3,
                        c="tab:blue" if p["pareto"] else "tab:grey", marker="o" if p["fits"] else "x")
             ax.annotate(p["model"], (p["crops_per_s"], p["accuracy"]), textcoords="offset points", xytext=(6, -3), fontsize=8)
+        ver = [v for v in verified if v["board"] == board]
+        for i, v in enumerate(ver):
+            ax.scatter(v["crops_per_s"], v["accuracy"], marker="s", s=70, zorder=2, linewidths=1.5,
+                       facecolors="tab:green" if v["fits"] else "none", edgecolors="tab:green",
+                       label=("simulated whole design (hollow: yosys says it does not fit)" if i == 0 else None))
+            ax.annotate(f"{v['crops_per_s']:,}", (v["crops_per_s"], v["accuracy"]), textcoords="offset points",
+                        xytext=(-4, 7), fontsize=7, color="tab:green", ha="center")
         front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["crops_per_s"])
         if len(front) > 1:
             ax.plot([p["crops_per_s"] for p in front], [p["accuracy"] for p in front], "-", c="tab:blue", lw=1,
@@ -77,10 +88,15 @@ def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None
         if target:
             ax.axvline(target, ls="--", c="tab:green", lw=1, label=f"target {target:,} crops/s")
         ax.set_xscale("log")
-        ax.set_xlabel("FINN-estimated crops/s (log)")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if str(int(round(x)))[0] in "25" else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_xlabel("crops/s (log scale)" if verified else "FINN-estimated crops/s (log scale)")
         ax.set_title(f"{board} ({boards[board].get('clock_mhz', '?')} MHz)")
         ax.grid(alpha=.3, which="both")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
     axes[0][0].set_ylabel("FER2013 PrivateTest accuracy, five-crop mean (%)")
-    fig.suptitle(title)
+    fig.suptitle(title + ("\ncircles: FINN's estimate of each model's default build; squares: designs simulated whole "
+                          "in Verilator on real crops (measured rate) and synthesized by yosys" if verified else ""),
+                 fontsize=10)
     fig.tight_layout(); fig.savefig(path, dpi=110, bbox_inches="tight"); plt.close(fig)

@@ -119,6 +119,38 @@ def pareto_points(cards: dict[str, dict], estimates: dict) -> tuple[list[dict], 
     return points, notes
 
 
+def verified_points(cards: dict[str, dict], models_dir: Path, evidence_dir: Path) -> list[dict]:
+    """One point per verified design (``docs/hw_evidence/``: the whole all-RTL design stitched in
+    Verilator on real crops, yosys of it) whose weights are the shipped model's: its simulated
+    crops/s, whether yosys fits it on the board, and the build flags that make it."""
+    from .contract import MODEL_FILE, MODEL_SHA_KEY, model_sha256
+    points, shipped = [], {}
+    for f in sorted(Path(evidence_dir).glob("*.json")):
+        r = json.loads(f.read_text())
+        model = f.stem.split("_")[0]
+        if model not in cards or not r.get(MODEL_SHA_KEY) or not (Path(models_dir) / model / MODEL_FILE).is_file():
+            continue
+        if model not in shipped:
+            shipped[model] = model_sha256(Path(models_dir) / model)
+        st, sy = r["stitched_sim"], r["synth"]
+        if shipped[model] != r[MODEL_SHA_KEY] or st.get("mismatches") != 0:
+            continue  # other weights than the shipped ones, or not bit-exact: not this model's point
+        points.append({"model": model, "board": r["board"], "design": r.get("design", "default"),
+                       "accuracy": 100 * cards[model]["accuracy"]["PrivateTest"]["acc_fivecrop_mean"],
+                       "crops_per_s": round(st["measured_crops_per_s"]), "fits": bool(sy["fits"]),
+                       "lut": sy["lut"], "bram36": sy["bram36"]})
+    return points
+
+
+def verified_markdown(points: list[dict]) -> str:
+    out = ["| board | model | design | PrivateTest (5-crop) | simulated crops/s | yosys LUT / BRAM36 | fits |",
+           "|---|---|---|---|---|---|---|"]
+    for p in sorted(points, key=lambda p: (p["board"], p["crops_per_s"])):
+        out.append(f"| {p['board']} | {p['model']} | {p['design']} | {p['accuracy']:.2f} % | {p['crops_per_s']:,} "
+                   f"| {p['lut']:,} / {p['bram36']:g} | {'yes' if p['fits'] else '**no**'} |")
+    return "\n".join(out)
+
+
 def pareto_markdown(points: list[dict]) -> str:
     out = ["| board | model | PrivateTest (5-crop) | est. crops/s | Pareto |", "|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p["board"], p["crops_per_s"])):

@@ -258,7 +258,7 @@ def main(arch: str, argv=None) -> int:
         rows.append(build_board(a, art, fe, board, layer_names, verification, out / board.key))
     print(f"\n{'board':<9} {'LUT':>14} {'BRAM36':>14} {'DSP':>5} {'fits':>5} {'crops/s':>9} {'faces/s':>8}  bottleneck")
     for s in rows:
-        print(f"{s['board']:<9} {s.get('lut_whole_design', s['lut']):>7} ({s['lut_util']:>4.0%}) {s.get('bram36_whole_design', s['bram36']):>7.1f} ({s['bram36_util']:>4.0%})"
+        print(f"{s['board']:<9} {s['lut_whole_design']:>7} ({s['lut_util']:>4.0%}) {s['bram36_whole_design']:>7.1f} ({s['bram36_util']:>4.0%})"
               f" {s['dsp']:>5} {str(s['fits']):>5} {s['est_crops_per_s']:>9.0f} {s['est_faces_per_s']:>8.0f}  {s['bottleneck_layer']}")
     if not finn_env.vivado_available():
         print(f"\nStopped after the estimates: {finn_env.vivado_missing_reason()}.\n"

@@ -54,35 +54,28 @@ def main():
         print(f"wrote {out.relative_to(REPO)}")
 
 
-def _variant_parts(s: dict, board: str) -> list[str]:
-    """What makes a build a variant of the board's default design: its own placement config
-    (named by what the file adds to ``<arch>_<board>``), the RTL LUT model, a replay batch from the
-    command line, a fixed folding target."""
+def _variant(s: dict, board: str) -> list[tuple[str, str]]:
+    """What makes a build a variant of the board's default design, as (record-name part, build flag):
+    its own placement config (named by what the file adds to ``<arch>_<board>``), the RTL LUT model,
+    a replay batch from the command line."""
     parts = []
-    config = Path(s.get("role_config") or "").stem
-    if config and config != f"{s['model']}_{board}":
-        parts.append(config.removeprefix(f"{s['model']}_{board}_"))
+    config = Path(s.get("role_config") or "")
+    if config.stem and config.stem != f"{s['model']}_{board}":
+        parts.append((config.stem.removeprefix(f"{s['model']}_{board}_"), f"--folding-config {config.name}"))
     if s.get("rtl_only"):
-        parts.append("rtl_only")
+        parts.append(("rtl_only", "--rtl-only"))
     if s.get("replay_batch_from", "board default") != "board default":
-        parts.append(f"replay{s.get('replay_batch')}")
+        parts.append((f"replay{s.get('replay_batch')}", f"--replay-batch {s.get('replay_batch')}"))
     return parts
 
 
 def record_stem(s: dict, board: str) -> str:
-    return "_".join([s["model"], board, *_variant_parts(s, board)])
+    return "_".join([s["model"], board, *(name for name, _ in _variant(s, board))])
 
 
 def design_label(s: dict, board: str) -> str:
-    """The build's variant as its flags: what the table's design column says."""
-    flags = []
-    config = Path(s.get("role_config") or "")
-    if config.stem and config.stem != f"{s['model']}_{board}":
-        flags.append(f"--folding-config {config.name}")
-    if s.get("rtl_only"):
-        flags.append("--rtl-only")
-    if s.get("replay_batch_from", "board default") != "board default":
-        flags.append(f"--replay-batch {s.get('replay_batch')}")
+    """The build's variant as its flags (a fixed folding target too): the table's design column."""
+    flags = [flag for _, flag in _variant(s, board)]
     if flags and not s.get("folding_searched", True):
         flags.append(f"--target-fps {s.get('target_crops_per_s')}")
     return " ".join(flags) or "default"

@@ -123,3 +123,16 @@ def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
     assert main(["results", "--models-dir", str(tmp_path), "--robustness"]) == 0
     assert "| model | clean | jpeg-30 | shift-2 |" in capsys.readouterr().out
     assert "no robustness reports" in robustness_markdown(tmp_path / "none")
+
+
+def test_readme_tables_are_the_generated_ones():
+    """Every row of the tables `bdnn results --robustness` generates from the shipped cards stands
+    verbatim in the README: a re-ship that forgets to regenerate them, or a hand edit, fails here."""
+    from bdnn.results import load_cards, robustness_markdown
+    from conftest import REPO
+    models = REPO / "models"
+    tables = {"results": markdown_table(results_rows(load_cards(models))), "robustness": robustness_markdown(models)}
+    readme = set((REPO / "README.md").read_text().splitlines())
+    stale = [f"{name}: {line}" for name, table in tables.items() for line in table.splitlines()
+             if line.startswith("| ") and line not in readme]
+    assert not stale, "README tables differ from `bdnn results --robustness`:\n" + "\n".join(stale)

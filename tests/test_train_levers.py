@@ -34,7 +34,9 @@ def test_config_checks():
                      (dict(label_smoothing=1.0), "must be in"), (dict(robust_augment="jpeg,rotate"), "unknown: rotate"),
                      (dict(kd_weight=1.5), "--kd-weight"), (dict(kd_temperature=0), "--kd-temperature"),
                      (dict(arch="teacher-vgg", binary_weights=False), "full precision"),
-                     (dict(arch="nope"), "unknown architecture")):
+                     (dict(arch="nope"), "unknown architecture"),
+                     (dict(kd_clean_teacher=True, robust_augment="blur"), "needs --teacher and --robust-augment"),
+                     (dict(kd_clean_teacher=True, teacher="t"), "needs --teacher and --robust-augment")):
         with pytest.raises(ConfigError, match=msg):
             check_config(TrainConfig(**{**TINY, **bad}))
 
@@ -65,6 +67,29 @@ def test_robust_augment_and_label_smoothing_train_and_resume(tmp_path, fer):
     assert json.loads((tmp_path / "a" / "config.json").read_text())["robust_augment"] == "all"
 
 
+def test_clean_teacher_batches_share_windows_and_the_rng_stream(fer):
+    """--kd-clean-teacher: the teacher's crops are the student's windows and flips of the unperturbed
+    faces, and the option draws nothing extra (the student's batches are the ones it would get without)."""
+    from bdnn.train import make_batch
+    train_x, train_y = fer.split("Training")
+    idx = np.arange(32)
+    cfg = dict(TINY, robust_augment="noise,blur", robust_prob=1.0, teacher="t", augment="random", flip=True)
+    rng0, rng = np.random.default_rng(9), np.random.default_rng(9)
+    x0, y0, none = make_batch(TrainConfig(**cfg), ["noise", "blur"], train_x, train_y, idx, rng0, "cpu")
+    x, y, xt = make_batch(TrainConfig(**cfg, kd_clean_teacher=True), ["noise", "blur"], train_x, train_y, idx, rng, "cpu")
+    assert none is None and torch.equal(x, x0) and torch.equal(y, y0) and rng.random() == rng0.random()
+    faces = train_x[idx].astype(np.float32)
+    assert not torch.equal(x, xt)
+    for i in range(len(idx)):  # each teacher crop is a 42x42 window of its clean face, maybe flipped
+        crop = xt[i, 0].numpy()
+        hits = [(r, c, f) for r in range(7) for c in range(7) for f in (False, True)
+                if np.array_equal(faces[i, r:r + 42, c:c + 42][:, ::-1] if f else faces[i, r:r + 42, c:c + 42], crop)]
+        assert hits, i
+        r, c, f = hits[0]
+        clean_student = faces[i, r:r + 42, c:c + 42][:, ::-1] if f else faces[i, r:r + 42, c:c + 42]
+        assert np.abs(x[i, 0].numpy() - clean_student).mean() < 40  # the student's crop: same window, perturbed
+
+
 def test_teacher_trains_ships_and_teaches(tmp_path, fer):
     from bdnn.results import markdown_table, results_rows
     from bdnn.ship import ship
@@ -81,6 +106,12 @@ def test_teacher_trains_ships_and_teaches(tmp_path, fer):
     for w in (1.0, 0.5):
         kd = train(TrainConfig(**{**TINY, "teacher": str(tmp_path / "t"), "kd_weight": w}), tmp_path / f"s{w}", data=fer)
         assert (tmp_path / f"s{w}" / "model.npz").exists() and np.isfinite(kd["history"][0]["train_loss"])
+    # consistency distillation: the student on perturbed faces, the teacher on the clean ones
+    from bdnn.ship import train_command
+    cfg = TrainConfig(**{**TINY, "teacher": str(tmp_path / "t"), "robust_augment": "noise", "kd_clean_teacher": True})
+    cons = train(cfg, tmp_path / "sc", data=fer)
+    assert np.isfinite(cons["history"][0]["train_loss"]) and cons["history"][0]["train_loss"] != kd["history"][0]["train_loss"]
+    assert "--kd-clean-teacher" in train_command("sc", json.loads((tmp_path / "sc" / "config.json").read_text()))
     # the teacher ships with its own card; bdnn results lists it as not on the hardware path
     card = ship(tmp_path / "t", tmp_path / "models" / "teacher-vgg-small", data=_small(fer))
     assert card["role"] == "teacher" and card["hardware"] is False and card["accuracy"]["PrivateTest"]["n"] == 6

@@ -54,6 +54,9 @@ class TrainConfig:
     kd_weight: float = _f(0.5, "--teacher: loss = (1-w) * hard loss + w * T^2 KL(teacher_T || student_T); "
                                "1: the teacher's softmax alone")
     kd_temperature: float = _f(4.0, "--teacher: softmax temperature T of the distillation term")
+    kd_clean_teacher: bool = _f(False, "--teacher with --robust-augment: the teacher sees the same crop (window, "
+                                       "flip) of the unperturbed face, so the student learns to answer on a "
+                                       "perturbed face what the teacher answers on the clean one")
     select_with: str = _f("engine", "how a binary BDNN's epochs are scored on PublicTest for selection: engine = the "
                                     "bit-exact integer engine on the cpu (what the hardware computes); torch = fp32 "
                                     "torch on the training device (fast on a GPU; a near-tie can differ, so the "
@@ -69,7 +72,7 @@ class ConfigError(BdnnError, ValueError):
 
 # options added after the first shipped recipes: written into a run's command only when changed
 LEVERS = ("label_smoothing", "robust_augment", "robust_prob", "teacher", "kd_weight", "kd_temperature",
-          "binary_weights", "select_with")
+          "kd_clean_teacher", "binary_weights", "select_with")
 LEVER_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in LEVERS}
 
 
@@ -102,5 +105,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--kd-weight {cfg.kd_weight}: must be in [0, 1]")
     if cfg.kd_temperature <= 0:
         raise ConfigError(f"--kd-temperature {cfg.kd_temperature}: must be > 0")
+    if cfg.kd_clean_teacher and not (cfg.teacher and cfg.robust_augment):
+        raise ConfigError("--kd-clean-teacher needs --teacher and --robust-augment (it shows the teacher the "
+                          "unperturbed face)")
     if not cfg.binary_weights and cfg.arch.lower() in TEACHER_ARCHS:
         raise ConfigError("--no-binary-weights is a BDNN option; a teacher is full precision anyway")

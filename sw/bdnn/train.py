@@ -219,28 +219,35 @@ def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
 
 # -- one step ----------------------------------------------------------------------------------
 def make_batch(cfg: TrainConfig, robust: list[str], train_x: np.ndarray, train_y: np.ndarray, idx: np.ndarray,
-               np_rng: np.random.Generator, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Faces ``idx`` -> augmented crops (N,1,42,42) and labels on ``device``."""
-    faces = train_x[idx]
-    if robust:
-        faces = robust_augment(faces, robust, np_rng, cfg.robust_prob)
-    x = torch.from_numpy(sample_crops(faces, np_rng, cfg.augment, cfg.flip)[:, None].astype(np.float32))
-    y = torch.from_numpy(train_y[idx].astype(np.int64))
-    x, y = x.to(device), y.to(device)
-    if cfg.fast:
-        x = x.to(memory_format=torch.channels_last)
-    return x, y
+               np_rng: np.random.Generator, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Faces ``idx`` -> augmented crops (N,1,42,42), labels, and with --kd-clean-teacher the teacher's
+    crops: the same windows and flips of the unperturbed faces (else None), all on ``device``."""
+    clean = train_x[idx]
+    faces = robust_augment(clean, robust, np_rng, cfg.robust_prob) if robust else clean
+    if cfg.kd_clean_teacher:  # one draw of windows and flips for both: the RNG stream is the same as without
+        both = sample_crops(np.stack([faces, clean], axis=-1), np_rng, cfg.augment, cfg.flip)
+        crops, teacher_crops = both[..., 0], both[..., 1]
+    else:
+        crops, teacher_crops = sample_crops(faces, np_rng, cfg.augment, cfg.flip), None
+    y = torch.from_numpy(train_y[idx].astype(np.int64)).to(device)
+
+    def to_input(c: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(c)[:, None].astype(np.float32)).to(device)
+        return x.to(memory_format=torch.channels_last) if cfg.fast else x
+
+    return to_input(crops), y, (None if teacher_crops is None else to_input(teacher_crops))
 
 
 def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.Tensor, y: torch.Tensor,
-               device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step (the scheduler is the caller's); returns (loss, scores)."""
+               device: str, x_teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step (the scheduler is the caller's); returns (loss, scores). The teacher sees
+    ``x_teacher`` when given (--kd-clean-teacher), else ``x``."""
     with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
         scores = model(x)
         t_scores = None
         if teacher is not None:
             with torch.no_grad():
-                t_scores = teacher(x)
+                t_scores = teacher(x if x_teacher is None else x_teacher)
     loss = training_loss(cfg, scores, y, t_scores)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -290,8 +297,8 @@ def estimate_epoch_seconds(cfg: TrainConfig, data: FER2013, steps: int = 12, war
             sync()
             t0 = time.time()
         idx = rng.integers(0, len(train_x), cfg.batch_size)
-        x, y = make_batch(cfg, robust, train_x, train_y, idx, rng, device)
-        train_step(cfg, model, teacher, opt, x, y, device)
+        x, y, x_teacher = make_batch(cfg, robust, train_x, train_y, idx, rng, device)
+        train_step(cfg, model, teacher, opt, x, y, device, x_teacher)
     sync()
     step_s = (time.time() - t0) / steps
     probe = five_crops(data.split("PublicTest")[0][:min(val_faces, 64)])
@@ -386,8 +393,8 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         bar = tqdm(range(steps), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x, y = make_batch(cfg, robust, train_x, train_y, idx, np_rng, device)
-            loss, scores = train_step(cfg, model, teacher, opt, x, y, device)
+            x, y, x_teacher = make_batch(cfg, robust, train_x, train_y, idx, np_rng, device)
+            loss, scores = train_step(cfg, model, teacher, opt, x, y, device, x_teacher)
             sched.step()
             run_loss += loss.item() * len(y)
             correct += (scores.argmax(1) == y).sum().item()

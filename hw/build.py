@@ -88,13 +88,16 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     from . import finn_env
     from .flow import run_codegen_and_lint, run_estimates, search_max_fps, write_json_atomic
     from .folding import board_config_path, load_role_config
-    from .report import board_report, plot_layers
+    from .report import board_report, plot_folding_search, plot_layers
     from bdnn import contract
     (bdir / contract.SUMMARY_FILE).unlink(missing_ok=True)  # never leave a stale summary behind
     shutil.rmtree(bdir / "report", ignore_errors=True)
     replay_batch = board_replay_batch(a, board)
     cfg_path = Path(a.folding_config) if a.folding_config else board_config_path(art.spec.name, board.key)
     role_cfg = load_role_config(cfg_path) if cfg_path.exists() else None
+    for stale in (contract.FOLDING_SEARCH_FILE, contract.FOLDING_SEARCH_PLOT):
+        (bdir / stale).unlink(missing_ok=True)
+    search = None
     if a.target_fps:
         target, searched = a.target_fps, False
         print(f"[3/3] {board.key}: folding for {target} crops/s (FINN SetFolding"
@@ -102,9 +105,14 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     else:
         print(f"[3/3] {board.key}: searching the fastest folding that fits"
               f"{' with placement ' + cfg_path.name if role_cfg else ''}")
-        target, _ = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only,
-                                   replay_batch=replay_batch)
+        target, _, tries = search_max_fps(fe.hw_graph, board, bdir, role_cfg, layer_names, rtl_only=a.rtl_only,
+                                          replay_batch=replay_batch)
         searched = True
+        fitting = [t for t in tries if t["fits"]]
+        search = {"foldings_tried": len(tries), "foldings_fitting": len(fitting), "file": contract.FOLDING_SEARCH_FILE}
+        write_json_atomic(bdir / contract.FOLDING_SEARCH_FILE, tries)
+        print(f"      walked {len(tries)} foldings (targets {tries[0]['target']}..{tries[-1]['target']}), "
+              f"{len(fitting)} fit" + (f"; fastest fit: target {target}" if fitting else "; none fits"))
     est = run_estimates(fe.hw_graph, board, bdir, target, role_cfg, layer_names, rtl_only=a.rtl_only,
                         replay_batch=replay_batch)
     lint = {"ran": False, "reason": "--no-codegen"}
@@ -126,7 +134,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
                    + finn_env.vivado_missing_reason())
     summary = {
         "model": art.spec.name, "model_dir": str(a.model), "board": board.key, "fpga_part": board.fpga_part,
-        "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched,
+        "fclk_mhz": board.fclk_mhz, "target_crops_per_s": target, "folding_searched": searched, "folding_search": search,
         "rtl_only": bool(a.rtl_only), "replay_batch": int(replay_batch),
         "replay_batch_from": "board default" if a.replay_batch is None else "--replay-batch",
         "role_config": str(cfg_path.relative_to(REPO)) if role_cfg and cfg_path.is_relative_to(REPO) else (str(cfg_path) if role_cfg else None),
@@ -143,6 +151,8 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
     write_deploy_files(fe, bdir / contract.DEPLOY_DIR, art.spec.name, board.key)
     (bdir / "report.md").write_text(board_report(summary))
     plot_layers(summary, bdir / "layers.png")
+    if searched:
+        plot_folding_search(tries, summary, bdir / contract.FOLDING_SEARCH_PLOT)
     write_json_atomic(bdir / contract.SUMMARY_FILE, summary)
     return summary
 

@@ -343,43 +343,39 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
 
 
 def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],
-                   lo: int = 100, hi: int = 20000, steps: int = 8, rtl_only: bool = False,
-                   replay_batch: int = 0) -> tuple[int, dict]:
-    """Largest FINN target fps (geometric bisection) whose folding fits the board. Once DDR weight
-    bandwidth caps throughput below what the folding computes, faster folding only costs LUTs, so
-    the search stops there."""
+                   lo: int = 100, hi: int = 20000, max_tries: int = 80, rtl_only: bool = False,
+                   replay_batch: int = 0) -> tuple[int, dict, list[dict]]:
+    """The fastest folding that fits the board among every distinct folding FINN's SetFolding makes for
+    targets lo..hi. Fit is not monotonic in the target (FINN packs narrow, deep weight memories into
+    block RAM worse than wide ones, and --rtl-only moves big ROMs between LUTs and block RAM), so a
+    bisection can miss the window that fits; this walks the foldings upwards instead. SetFolding gives
+    target t the cheapest folding whose rate f is >= t, and every target in (t, f] that same folding,
+    so the next distinct folding is the one for floor(f) + 1. The walk ends where LUTs overflow (they
+    only grow with parallelism), at a fitting folding DDR weight bandwidth caps (faster ones would only
+    cost LUTs), past hi, or after max_tries. Returns (target, estimates) of the fastest fit (ties: the
+    cheaper, first found; none fits: the first try) and one row per try."""
     def ddr_bound(e):
         return e["ddr_cap_crops_per_s"] is not None and e["finn_est_crops_per_s"] >= e["ddr_cap_crops_per_s"]
 
-    def at_ddr_cap(target, est):
-        # the cheapest folding that still reaches the DDR cap (FINN folds for at least the target)
-        capped = max(1, math.ceil(est["ddr_cap_crops_per_s"]))
-        if capped >= target:
-            return target, est
-        e = run_estimates(hw_graph, board, out, capped, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
-                          replay_batch=replay_batch)
-        return (capped, e) if e["fits"] else (target, est)
-
-    est = run_estimates(hw_graph, board, out, lo, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
-                          replay_batch=replay_batch)
-    if not est["fits"]:
-        return lo, est
-    if ddr_bound(est):
-        return at_ddr_cap(lo, est)
-    best = (lo, est)
-    for _ in tqdm(range(steps), desc=f"{board.key}: searching the fastest folding that fits", unit="try", leave=False):
-        mid = int(round((lo * hi) ** 0.5))
-        if mid in (lo, hi):
+    tries, first, best, target = [], None, None, lo
+    bar = tqdm(desc=f"{board.key}: walking the foldings for the fastest that fits", unit="folding", leave=False)
+    while target <= hi and len(tries) < max_tries:
+        est = run_estimates(hw_graph, board, out, target, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
+                            replay_batch=replay_batch)
+        tries.append({"target": target, "est_crops_per_s": round(est["est_crops_per_s"], 1),
+                      "lut_whole_design": est["lut_whole_design"], "bram36_whole_design": est["bram36_whole_design"],
+                      "fits": est["fits"]})
+        first = first or (target, est)
+        if est["fits"] and (best is None or est["est_crops_per_s"] > best[1]["est_crops_per_s"]):
+            best = (target, est)
+        bar.update()
+        bar.set_postfix(target=target, fits=est["fits"], best=round(best[1]["est_crops_per_s"]) if best else None)
+        if (est["fits"] and ddr_bound(est)) or est["lut_whole_design"] > board.lut_limit * board.lut:
             break
-        est = run_estimates(hw_graph, board, out, mid, role_cfg, layer_names, progress=False, rtl_only=rtl_only,
-                          replay_batch=replay_batch)
-        if est["fits"]:
-            lo, best = mid, (mid, est)
-            if ddr_bound(est):
-                return at_ddr_cap(mid, est)
-        else:
-            hi = mid
-    return best
+        target = max(target + 1, math.floor(est["finn_est_crops_per_s"]) + 1)
+    bar.close()
+    target, est = best or first
+    return target, est, tries
 
 
 # -- verification ------------------------------------------------------------------------

@@ -14,6 +14,17 @@ def layer_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def _search_note(s: dict) -> str:
+    """How the folding was chosen, for the report's folding line."""
+    if not s.get("folding_searched"):
+        return ""
+    walk = s.get("folding_search") or {}
+    tried = (f", {walk['foldings_fitting']} of {walk['foldings_tried']} foldings tried fit ({walk['file']})"
+             if walk else "")
+    return (" (searched: the fastest that fits" if s["fits"] else
+            " (searched: nothing fits; shown at the lowest target tried") + tried + ")"
+
+
 def board_report(summary: dict) -> str:
     s = summary
     lint = s.get("rtl_lint") or {}
@@ -32,7 +43,7 @@ def board_report(summary: dict) -> str:
 - estimated throughput: **{s['est_crops_per_s']:,.0f} crops/s = {s['est_faces_per_s']:,.0f} faces/s** (FINN: {s['finn_est_crops_per_s']:,.0f} crops/s{f", DDR weight bandwidth cap {s['ddr_cap_crops_per_s']:,.0f} crops/s for {s['ddr_weight_bytes_per_crop'] / 1024:,.0f} KiB/crop" if s.get('ddr_cap_crops_per_s') else ''})
 - bottleneck: {s['bottleneck_layer']} ({s.get('bottleneck_role') or '-'}); latency {s['est_latency_us']:,.0f} us per crop
 - DDR layers: {f"weight-replaying units, each matrix once per batch of {s['replay_batch']} crops (--replay-batch)" if s.get('replay_batch') else "FINN's external mode (the matrix once per input vector)"}
-- folding: FINN target {s['target_crops_per_s']} fps{(' (searched: the fastest that fits)' if s['fits'] else ' (searched: nothing fits; shown at the lowest target tried)') if s.get('folding_searched') else ''}; role config: {s.get('role_config') or 'none'}
+- folding: FINN target {s['target_crops_per_s']} fps{_search_note(s)}; role config: {s.get('role_config') or 'none'}
 - project target: {s.get('throughput_target_crops_per_s', 0):,} crops/s, fits: {'met' if s.get('meets_target') else 'NOT met'}
 - bit-exact check: {s['bit_exact_crops']} crops, {s['bit_exact_mismatches']} mismatches ({s.get('bit_exact_source')})
 - RTL lint (Verilator): {lint_line}
@@ -160,6 +171,41 @@ def plot_layers(summary: dict, path: Path) -> None:
     axes[-1].set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     fig.suptitle(f"{summary['model']} on {summary['board']}: per-layer estimates "
                  f"({summary['est_crops_per_s']:,.0f} crops/s; bottleneck in red)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_folding_search(tries: list[dict], summary: dict, path: Path) -> None:
+    """The folding walk of a searched build: whole-design LUT and block RAM (share of the board) against
+    the estimated rate of every folding tried; filled where it fits, the chosen one ringed. Shows why
+    a bisection fails: block RAM is not monotonic in the rate."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rate = [t["est_crops_per_s"] for t in tries]
+    fits = [t["fits"] for t in tries]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for ax, key, budget, limit, label in (
+            (axes[0], "lut_whole_design", summary["lut_budget"], summary["lut_limit"], "LUT"),
+            (axes[1], "bram36_whole_design", summary["bram36_budget"], summary["bram_limit"], "BRAM36")):
+        use = [100 * t[key] / budget for t in tries]
+        ax.plot(rate, use, color="0.7", lw=1, zorder=1)
+        ax.scatter([r for r, f in zip(rate, fits) if f], [u for u, f in zip(use, fits) if f], color="tab:green",
+                   label="fits", zorder=3)
+        ax.scatter([r for r, f in zip(rate, fits) if not f], [u for u, f in zip(use, fits) if not f],
+                   facecolors="none", edgecolors="tab:red", label="does not fit", zorder=3)
+        ax.axhline(100 * limit, color="k", ls="--", lw=1)
+        chosen = [(r, u) for r, u, t in zip(rate, use, tries) if t["target"] == summary["target_crops_per_s"]]
+        if chosen and summary["fits"]:
+            ax.scatter(*zip(*chosen), s=160, facecolors="none", edgecolors="k", lw=1.5, zorder=4, label="chosen")
+        ax.set_ylabel(f"{label} (% of {budget:,})")
+        ax.grid(alpha=.3)
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("estimated crops/s of the folding")
+    fig.suptitle(f"{summary['model']} on {summary['board']}: {len(tries)} foldings walked"
+                 f"{' (--rtl-only, whole-design estimate)' if summary.get('rtl_only') else ''}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -30,6 +30,29 @@ def test_build_writes_both_summaries_and_stops_cleanly(tiny_model, tmp_path, mon
     assert not list(out.rglob("*.tmp"))
 
 
+def test_a_searched_build_records_its_folding_walk(tiny_model, tmp_path, monkeypatch, finn_build_dir):
+    """Without --target-fps the build walks the foldings (bounded here to keep it short) and keeps the
+    walk: one row per folding in folding_search.json, its plot, the counts in summary.json and report.md."""
+    import functools
+    from bdnn import contract
+    from bdnn_hw import flow
+    from bdnn_hw.build import main
+    monkeypatch.setattr(flow, "search_max_fps", functools.partial(flow.search_max_fps, lo=300, hi=900))
+    out = tmp_path / "out"
+    assert main("bdnn4", ["--model", str(tiny_model), "--out", str(out), "--board", "pynq-z2", "--no-codegen",
+                          "--verify-crops", "0"]) == 0
+    bdir = out / "pynq-z2"
+    s = json.loads((bdir / contract.SUMMARY_FILE).read_text())
+    tries = json.loads((bdir / contract.FOLDING_SEARCH_FILE).read_text())
+    assert s["folding_searched"] and s["folding_search"]["foldings_tried"] == len(tries) >= 2
+    assert [t["target"] for t in tries] == sorted({t["target"] for t in tries}) and tries[0]["target"] == 300
+    fitting = [t for t in tries if t["fits"]]
+    assert s["folding_search"]["foldings_fitting"] == len(fitting)
+    assert s["target_crops_per_s"] == max(fitting, key=lambda t: t["est_crops_per_s"])["target"]
+    assert (bdir / contract.FOLDING_SEARCH_PLOT).stat().st_size > 0
+    assert f"of {len(tries)} foldings tried fit ({contract.FOLDING_SEARCH_FILE})" in (bdir / "report.md").read_text()
+
+
 def test_build_rejects_a_missing_model(tmp_path, capsys):
     from bdnn_hw.build import main
     assert main("bdnn4", ["--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2

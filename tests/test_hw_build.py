@@ -75,6 +75,48 @@ def test_rtl_only_fit_is_judged_on_the_whole_stitched_design(shipped_frontend, t
     assert hls["lut_whole_design"] == hls["lut"] and hls["bram36_whole_design"] == hls["bram36"]
 
 
+def _folding_landscape(rates, fitting, cap=None, lut_per_rate=20):
+    """A stand-in for run_estimates over FINN's discrete foldings: a target gets the cheapest folding
+    whose rate is >= it (SetFolding's rule); LUTs grow with the rate; ``fitting``: the rates whose
+    block RAM fits (not monotonic, as measured on BDNN4's default PYNQ-Z2 placement with --rtl-only)."""
+    calls = []
+
+    def run_estimates(hw_graph, board, out, target, role_cfg, layer_names, **kw):
+        rate = next(r for r in rates if r >= target)
+        calls.append(target)
+        lut = 14000 + lut_per_rate * rate
+        return {"fits": rate in fitting and lut <= board.lut_limit * board.lut,
+                "est_crops_per_s": float(min(rate, cap or rate)), "finn_est_crops_per_s": float(rate),
+                "ddr_cap_crops_per_s": cap, "lut_whole_design": lut, "bram36_whole_design": 130.0}
+    return run_estimates, calls
+
+
+def test_the_folding_walk_finds_the_window_a_bisection_misses(monkeypatch):
+    """The search visits every distinct folding from the slowest up (one estimate each), keeps the
+    fastest that fits even when slower and faster ones overflow block RAM, stops where LUTs overflow
+    or where a fitting folding is DDR-bound, and reports the first try when nothing fits."""
+    from bdnn_hw import flow
+    from bdnn_hw.boards import get_board
+    board = get_board("pynq-z2")
+    rates = [109, 122, 148, 163, 191, 217, 244, 295, 400, 560, 886, 1012, 1300, 1765, 2400]
+    fake, calls = _folding_landscape(rates, fitting={122, 244, 886, 1765})
+    monkeypatch.setattr(flow, "run_estimates", fake)
+    target, est, tries = flow.search_max_fps("g", board, "o", None, [])
+    assert (target, est["est_crops_per_s"]) == (561, 886.0)  # 1,765 fits block RAM but not LUTs (49,300 > 47,880)
+    assert calls == [100, 110, 123, 149, 164, 192, 218, 245, 296, 401, 561, 887, 1013, 1301]  # stops at the LUT overflow
+    assert [t["est_crops_per_s"] for t in tries] == rates[:14] and sum(t["fits"] for t in tries) == 3
+
+    fake, calls = _folding_landscape(rates, fitting=set(rates), cap=250.0)
+    monkeypatch.setattr(flow, "run_estimates", fake)
+    target, est, _ = flow.search_max_fps("g", board, "o", None, [])
+    assert (target, est["est_crops_per_s"], calls[-1]) == (245, 250.0, 245)  # the cheapest folding at the DDR cap
+
+    fake, calls = _folding_landscape(rates, fitting=set())
+    monkeypatch.setattr(flow, "run_estimates", fake)
+    target, est, tries = flow.search_max_fps("g", board, "o", None, [])
+    assert target == 100 and not est["fits"] and len(tries) == 14
+
+
 @pytest.fixture(scope="module")
 def bdnn4_codegen(shipped_frontend, tmp_path_factory):
     """FINN code generation of the shipped BDNN4 for both boards (the build's folding/placement)."""

@@ -144,6 +144,12 @@ def test_init_from_a_shipped_model_folder_continues_its_binary_network(tmp_path,
     card = ship(tmp_path / "second", tmp_path / "models" / "bdnn2-next", data=small)
     assert card["reproduce"].count("bdnn train") == 2 and len(card["stages"]) == 2
     assert "started from the shipped models/bdnn2" in (tmp_path / "models" / "bdnn2-next" / "README.md").read_text()
+    # the folder re-shipped from "second", then a run from second's checkpoint: second appears once
+    ship(tmp_path / "second", shipped, data=small)
+    train(TrainConfig(**{**TINY, "epochs": 1, "init_from": str(tmp_path / "second" / "best.pt")}), tmp_path / "third-ft", data=fer)
+    chain = run_lineage(tmp_path / "third-ft")
+    assert [st["run"] for st in chain] == ["first", "second", "third-ft"]
+    assert chain[0]["command"].endswith("&& bdnn ship runs/first models/bdnn2")
     with pytest.raises(CheckpointError, match="shipped model is bdnn2, this run trains bdnn3"):
         train(TrainConfig(**{**TINY, "arch": "bdnn3", "init_from": str(shipped)}), tmp_path / "third", data=fer)
     with pytest.raises(CheckpointError, match="neither a checkpoint nor a shipped model folder"):

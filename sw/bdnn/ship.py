@@ -94,7 +94,7 @@ def run_lineage(run: Path) -> list[dict]:
         st["command"] = train_command(st["run"], st["recipe"], parent)
         if parent:  # the card names runs relative to runs/, not this machine's paths
             st["recipe"] = {**st["recipe"], "init_from": parent}
-    return (shipped_model_stages(Path(shipped)) if shipped else []) + stages
+    return (shipped_model_stages(Path(shipped), {st["run"] for st in stages}) if shipped else []) + stages
 
 
 def _parent_run(checkpoint: Path, child: Path) -> Path:
@@ -145,11 +145,16 @@ def card_stages(card: dict) -> list[dict]:
     return stages
 
 
-def shipped_model_stages(model_dir: Path) -> list[dict]:
+def shipped_model_stages(model_dir: Path, chain_runs: set[str] = frozenset()) -> list[dict]:
     """The stages behind a shipped model that a run started from: its card's, the last one ending
-    in the epoch that was shipped and in the ``bdnn ship`` that made the folder."""
+    in the epoch that was shipped and in the ``bdnn ship`` that made the folder. The folder may have
+    been re-shipped since from a run of this very chain (``chain_runs``): then only its stages before
+    that run are the start (they already end in their own epoch and ship command)."""
     card = read_card(model_dir, f"a run started from the shipped model {model_dir} needs its card to document the model")
     stages = card_stages(card)
+    cut = next((i for i, st in enumerate(stages) if st["run"] in chain_runs), None)
+    if cut is not None:
+        return stages[:cut]
     last = stages[-1]
     last["used_epoch"] = card["best_epoch"]
     last["command"] = f"{last['command']} && bdnn ship runs/{last['run']} models/{model_dir.name}"

@@ -175,3 +175,27 @@ def test_lineage_finds_a_parent_run_that_trained_on_a_device(tmp_path, fer):
     shutil.copytree(tmp_path / "gpu3" / "first", tmp_path / "gpu5" / "first")
     with pytest.raises(FileNotFoundError, match="several runs named 'first'"):
         run_lineage(tmp_path / "gpu4" / "second")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_fast_computes_in_bf16_only_where_the_device_has_native_bf16(monkeypatch, native):
+    """On a cpu without bf16 kernels autocast emulates bf16 (12x slower than fp32 on an AVX2 EPYC):
+    --fast then keeps fp32 and channels_last; the precision a step used is recorded per epoch."""
+    import bdnn.train as tr
+    monkeypatch.setattr(tr, "bf16_native", lambda device: native)
+    cfg = TrainConfig(**{**TINY, "fast": True})
+    model = tr.on_device(tr.build_model(cfg), cfg, "cpu")
+    seen = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x = torch.randint(0, 256, (4, 1, 42, 42)).float().to(memory_format=torch.channels_last)
+    tr.train_step(cfg, model, None, tr.make_optimizer(cfg, model), x, torch.tensor([0, 1, 2, 3]), "cpu")
+    assert seen == [torch.bfloat16 if native else torch.float32]
+    assert tr.precision_name(cfg, "cpu") == ("bf16+channels_last" if native else "fp32+channels_last")
+    assert tr.precision_name(TrainConfig(**TINY), "cpu") == "fp32"
+
+
+def test_the_bf16_probe_runs_on_the_pinned_torch():
+    """It asks oneDNN through a private op: a torch upgrade that drops it must fail here, not in a run."""
+    import bdnn.train as tr
+    assert isinstance(tr.bf16_native("cpu"), bool)

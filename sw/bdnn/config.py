@@ -35,7 +35,8 @@ class TrainConfig:
                       AUGMENTS)
     flip: bool = _f(True, "random horizontal flips")
     seed: int = _f(0, "random seed (weights, batches, augmentation)")
-    fast: bool = _f(True, "bf16 autocast + channels_last for training (evaluation is always fp32)")
+    fast: bool = _f(True, "channels_last, plus bf16 autocast where the device computes bf16 natively (a GPU, an AVX-512 "
+                             "cpu; elsewhere fp32), for training (evaluation is always fp32)")
     eval_batch: int = _f(256, "faces per evaluation batch")
     max_train_batches: int = _f(0, ">0: cut every epoch to N batches (tests, smoke runs)")
     max_eval_faces: int = _f(0, ">0: evaluate on the first N faces only (tests)")

@@ -9,6 +9,7 @@ Run folder layout (``--out``):
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -242,7 +243,7 @@ def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.
                device: str, x_teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step (the scheduler is the caller's); returns (loss, scores). The teacher sees
     ``x_teacher`` when given (--kd-clean-teacher), else ``x``."""
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.fast):
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device)):
         scores = model(x)
         t_scores = None
         if teacher is not None:
@@ -255,6 +256,28 @@ def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.
     if isinstance(model, BDNN):
         model.clip_latent_weights()
     return loss, scores
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_native(device: str) -> bool:
+    """Whether ``device`` has fast bf16 kernels: a CUDA GPU that supports bf16, a CPU whose oneDNN has
+    bf16 kernels (AVX-512 and newer). Elsewhere autocast emulates bf16: on an AVX2-only EPYC a BDNN
+    training step ran 12x slower in bf16 than in fp32 (benchmarks/bench_training.py prints the ratio)."""
+    if device == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def uses_bf16(cfg: TrainConfig, device: str) -> bool:
+    """--fast: bf16 autocast where the device computes bf16 natively; channels_last always."""
+    return cfg.fast and bf16_native(device)
+
+
+def precision_name(cfg: TrainConfig, device: str) -> str:
+    """What a training step computes in, as recorded per epoch (a resumed run may change machine)."""
+    if not cfg.fast:
+        return "fp32"
+    return "bf16+channels_last" if uses_bf16(cfg, device) else "fp32+channels_last"
 
 
 def on_device(module: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.nn.Module:
@@ -377,6 +400,10 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
     if teacher is not None:
         print(f"distilling from {cfg.teacher} ({teacher.name}): weight {cfg.kd_weight}, temperature {cfg.kd_temperature}")
     on_device(model, cfg, device)
+    precision = precision_name(cfg, device)
+    if cfg.fast and not uses_bf16(cfg, device):
+        print(f"--fast on this {device}: fp32 + channels_last (no native bf16 here, where bf16 autocast is emulated "
+              "and many times slower)")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
@@ -403,7 +430,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         train_time = time.time() - t_epoch
         val_scores = val_scores_of(cfg, model, val_crops, device)
         rec = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": correct / seen,
-               "lr": sched.get_last_lr()[0], "train_seconds": train_time,
+               "lr": sched.get_last_lr()[0], "train_seconds": train_time, "precision": precision,
                **{f"val_{k}": v for k, v in accuracies(val_scores, val_y).items()}}
         history.append(rec)
         print(json.dumps(rec))

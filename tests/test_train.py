@@ -199,3 +199,24 @@ def test_the_bf16_probe_runs_on_the_pinned_torch():
     """It asks oneDNN through a private op: a torch upgrade that drops it must fail here, not in a run."""
     import bdnn.train as tr
     assert isinstance(tr.bf16_native("cpu"), bool)
+
+
+def test_a_run_keeps_the_card_of_the_shipped_folder_it_started_from(tmp_path, fer):
+    """The folder is re-shipped from an unrelated run while a run from it trains: shipping that run
+    must still list the stages it really started from (the card as it was), not the new ones."""
+    from bdnn.contract import START_CARD_FILE
+    from bdnn.data import FER2013
+    from bdnn.ship import run_lineage, ship
+    keep = np.concatenate([np.flatnonzero(fer.usage == u)[:6] for u in range(3)])
+    small = FER2013(fer.pixels[keep], fer.labels[keep], fer.usage[keep], fer.source)
+    one = {**TINY, "epochs": 1}
+    train(TrainConfig(**one), tmp_path / "origin", data=fer)
+    shipped = tmp_path / "models" / "bdnn2"
+    ship(tmp_path / "origin", shipped, data=small)
+    train(TrainConfig(**{**one, "init_from": str(shipped)}), tmp_path / "warm", data=fer)
+    assert (tmp_path / "warm" / START_CARD_FILE).read_text() == (shipped / "card.json").read_text()
+    train(TrainConfig(**{**one, "seed": 9}), tmp_path / "rival", data=fer)
+    ship(tmp_path / "rival", shipped, data=small)  # the folder now documents another run
+    assert [st["run"] for st in run_lineage(tmp_path / "warm")] == ["origin", "warm"]
+    (tmp_path / "warm" / START_CARD_FILE).unlink()  # a run from before the snapshot: the folder as it is
+    assert [st["run"] for st in run_lineage(tmp_path / "warm")] == ["rival", "warm"]

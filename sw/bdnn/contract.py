@@ -36,6 +36,7 @@ HOST_AFFINE_KEY = "bdnn_host_affine"    # JSON {"scale": [...], "bias": [...]}: 
 # -- training run folders (bdnn train; scripts/train_all_gpu.py) -----------------------------
 RUN_WORKER_FILE = "worker.json"          # a --parallel worker's record: device, fitted epochs, seconds
 CPU_TRAIN_DEVICE = "2 CPU cores"         # a card's train_device when no worker recorded another
+START_CARD_FILE = "start_card.json"     # the card of the shipped folder a run started from, as it was then
 
 # -- model folders ---------------------------------------------------------------------------
 MODEL_FILE = "model.npz"

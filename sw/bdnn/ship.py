@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import load, save
-from .contract import MODEL_CARD_FILE, MODEL_FILE
+from .contract import MODEL_CARD_FILE, MODEL_FILE, START_CARD_FILE
 from .data import CLASS_NAMES, load_fer2013
 from .errors import BdnnError
 
@@ -69,6 +69,7 @@ def run_lineage(run: Path) -> list[dict]:
         if run in seen:
             raise ValueError(f"{run}: --init-from chain loops back on itself")
         seen.add(run)
+        first = run
         for f in ("config.json", "metrics.json"):
             if not (run / f).exists():
                 raise FileNotFoundError(f"{run / f} is missing: ship needs every run of the --init-from chain "
@@ -94,7 +95,8 @@ def run_lineage(run: Path) -> list[dict]:
         st["command"] = train_command(st["run"], st["recipe"], parent)
         if parent:  # the card names runs relative to runs/, not this machine's paths
             st["recipe"] = {**st["recipe"], "init_from": parent}
-    return (shipped_model_stages(Path(shipped), {st["run"] for st in stages}) if shipped else []) + stages
+    start = shipped_model_stages(Path(shipped), {st["run"] for st in stages}, first / START_CARD_FILE) if shipped else []
+    return start + stages
 
 
 def _parent_run(checkpoint: Path, child: Path) -> Path:
@@ -145,12 +147,17 @@ def card_stages(card: dict) -> list[dict]:
     return stages
 
 
-def shipped_model_stages(model_dir: Path, chain_runs: set[str] = frozenset()) -> list[dict]:
+def shipped_model_stages(model_dir: Path, chain_runs: set[str] = frozenset(), start_card: Path | None = None) -> list[dict]:
     """The stages behind a shipped model that a run started from: its card's, the last one ending
-    in the epoch that was shipped and in the ``bdnn ship`` that made the folder. The folder may have
-    been re-shipped since from a run of this very chain (``chain_runs``): then only its stages before
-    that run are the start (they already end in their own epoch and ship command)."""
-    card = read_card(model_dir, f"a run started from the shipped model {model_dir} needs its card to document the model")
+    in the epoch that was shipped and in the ``bdnn ship`` that made the folder. The card is the
+    run's ``start_card`` (the folder's card copied when the run started) where there is one; runs
+    from before that snapshot read the folder's card as it is now, which may have been re-shipped
+    since: from a run of this very chain (``chain_runs``) only its stages before that run are the
+    start (they already end in their own epoch and ship command)."""
+    if start_card is not None and Path(start_card).is_file():
+        card = json.loads(Path(start_card).read_text())
+    else:
+        card = read_card(model_dir, f"a run started from the shipped model {model_dir} needs its card to document the model")
     stages = card_stages(card)
     cut = next((i for i, st in enumerate(stages) if st["run"] in chain_runs), None)
     if cut is not None:

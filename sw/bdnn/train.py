@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .arch import get_arch, is_teacher
 from .artifact import load as load_artifact
 from .config import TrainConfig, check_config, robust_names
-from .contract import MODEL_CARD_FILE, MODEL_FILE
+from .contract import MODEL_CARD_FILE, MODEL_FILE, START_CARD_FILE
 from .data import CLASS_NAMES, FER2013, load_fer2013
 from .errors import BdnnError
 from .nn import BDNN, from_artifact, named_layers, predict_scores, save_artifact
@@ -405,6 +406,10 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         print(f"--fast on this {device}: fp32 + channels_last (no native bf16 here, where bf16 autocast is emulated "
               "and many times slower)")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if state is None and cfg.init_from and Path(cfg.init_from).is_dir():
+        # the shipped folder may be re-shipped while this run trains: its card as it is now is the
+        # start of this run's lineage (bdnn ship reads it back)
+        shutil.copyfile(Path(cfg.init_from) / MODEL_CARD_FILE, out / START_CARD_FILE)
 
     end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
     slowest = 0.0

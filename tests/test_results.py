@@ -126,13 +126,49 @@ def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
 
 
 def test_readme_tables_are_the_generated_ones():
-    """Every row of the tables `bdnn results --robustness` generates from the shipped cards stands
+    """Every row of the tables `bdnn results --targets --robustness` generates from the shipped cards stands
     verbatim in the README: a re-ship that forgets to regenerate them, or a hand edit, fails here."""
     from bdnn.results import load_cards, robustness_markdown
     from conftest import REPO
     models = REPO / "models"
-    tables = {"results": markdown_table(results_rows(load_cards(models))), "robustness": robustness_markdown(models)}
+    from bdnn.results import load_estimates, target_rows, targets_markdown, verified_points
+    cards = load_cards(models)
+    tables = {"results": markdown_table(results_rows(cards)), "robustness": robustness_markdown(models),
+              "targets": targets_markdown(target_rows(cards, load_estimates(), verified_points(cards, models, REPO / "docs" / "hw_evidence")))}
     readme = set((REPO / "README.md").read_text().splitlines())
     stale = [f"{name}: {line}" for name, table in tables.items() for line in table.splitlines()
              if line.startswith("| ") and line not in readme]
-    assert not stale, "README tables differ from `bdnn results --robustness`:\n" + "\n".join(stale)
+    assert not stale, "README tables differ from `bdnn results --targets --robustness`:\n" + "\n".join(stale)
+
+
+def test_targets_need_accuracy_and_rate_and_pick_the_most_accurate_fast_model():
+    from bdnn.results import target_rows, targets_markdown
+    cards = {"bdnn2": _card(0.6, 0.62, 0.6), "bdnn4": _card(0.661, 0.681, 0.67), "bdnn4-hw": _card(0.6, 0.6616, 0.66),
+             "bdnn3": _card(0.6, 0.655, 0.6), "teacher-vgg": {**_card(0.7, 0.9, 0.7), "role": "teacher"}}
+    est = {"estimates": [{"model": "bdnn4-hw", "board": "pynq-z2", "crops_per_s": 990.4, "fits": True},
+                         {"model": "bdnn4-hw", "board": "ultra96", "crops_per_s": 3543, "fits": True},
+                         {"model": "bdnn4", "board": "ultra96", "crops_per_s": 2570, "fits": True},
+                         {"model": "bdnn3", "board": "ultra96", "crops_per_s": 9000, "fits": False}]}
+    rows = {r["target"]: r for r in target_rows(cards, est, [])}
+    assert rows["BDNN2"]["met"] and rows["BDNN2"]["gap"] == pytest.approx(0.5)
+    assert not rows["BDNN3"]["met"] and rows["BDNN3"]["gap"] == pytest.approx(-0.01)  # 65.50 vs 65.51
+    assert rows["BDNN4"]["met"] and rows["BDNN4, centre crop alone"]["met"]
+    assert rows["BCNN4"]["measured"] is None and not rows["BCNN4"]["met"]
+    hw = rows["hardware-aware model for the PYNQ-Z2"]
+    assert hw["gap"] > 0 and hw["rate"] == (990, "estimate") and not hw["met"]  # accurate enough, 10 crops/s short
+    # Ultra96: the teacher is never a candidate, a design that does not fit neither, bdnn4 is too slow by estimate
+    u96 = rows["most accurate model for the Ultra96"]
+    assert (u96["model"], u96["met"]) == ("bdnn4-hw", True)
+    # a verified design of the shipped weights counts: bdnn4 simulated above 3,000 on the Ultra96
+    verified = [{"model": "bdnn4", "board": "ultra96", "crops_per_s": 3530, "fits": True},
+                {"model": "bdnn4-hw", "board": "pynq-z2", "crops_per_s": 1175, "fits": False}]
+    rows = {r["target"]: r for r in target_rows(cards, est, verified)}
+    assert rows["most accurate model for the Ultra96"]["model"] == "bdnn4"
+    assert rows["most accurate model for the Ultra96"]["rate"] == (3530, "simulated")
+    assert not rows["hardware-aware model for the PYNQ-Z2"]["met"]  # the design that is fast enough does not fit
+    table = targets_markdown(list(rows.values()))
+    assert "| BDNN3 | bdnn3 | 65.50 % | >= 65.51 % | -0.01 | — | **no** |" in table
+    assert "| BCNN4 | bcnn4 | none shipped |" in table
+    # nothing fast enough on a board: no model, not met
+    rows = {r["target"]: r for r in target_rows({"bdnn2": _card(0.6, 0.62, 0.6)}, est, [])}
+    assert rows["most accurate model for the Ultra96"]["model"] is None and not rows["most accurate model for the Ultra96"]["met"]

@@ -281,8 +281,11 @@ def _add_results(sub):
                    help="--plot: FINN estimates per model x board (default: the packaged finn_estimates.json; "
                         "benchmarks/bench_estimates.py --json writes a new one)")
     p.add_argument("--evidence", default=None, metavar="DIR",
-                   help="--plot: verified-design records to add as measured points (default: the source "
+                   help="--plot, --targets: verified-design records to add as measured points (default: the source "
                         "checkout's docs/hw_evidence/ when there is one; '' for none)")
+    p.add_argument("--targets", action="store_true",
+                   help="also print issue 13's targets beside the shipped models: PrivateTest accuracy, the gap, and "
+                        "for a board target the best fitting rate (a verified design, else FINN's estimate)")
     p.add_argument("--robustness", action="store_true",
                    help="also print the accuracy drop per perturbation of every shipped model that has a "
                         "robustness.json (written by bdnn evaluate --perturb --json-out)")
@@ -298,6 +301,18 @@ def cmd_results(a) -> int:
         print(f"error: no model cards under {a.models_dir} (ship one with `bdnn ship RUN models/<arch>`)", file=sys.stderr)
         return 2
     print(markdown_table(results_rows(cards)))
+
+    def verified() -> list[dict]:  # the checkout's verified designs unless --evidence names others ('' for none)
+        evidence = a.evidence
+        if evidence is None:
+            root = source_root()
+            evidence = str(root / HW_EVIDENCE_DIR) if root and (root / HW_EVIDENCE_DIR).is_dir() else ""
+        return verified_points(cards, Path(a.models_dir), Path(evidence)) if evidence else []
+
+    if a.targets:
+        from .results import target_rows, targets_markdown
+        print()
+        print(targets_markdown(target_rows(cards, load_estimates(a.estimates), verified())))
     if a.robustness:
         from .results import robustness_markdown
         print()
@@ -310,20 +325,16 @@ def cmd_results(a) -> int:
         if not points:
             print("error: no shipped model has a FINN estimate to plot", file=sys.stderr)
             return 2
-        evidence = a.evidence
-        if evidence is None:
-            root = source_root()
-            evidence = str(root / HW_EVIDENCE_DIR) if root and (root / HW_EVIDENCE_DIR).is_dir() else ""
-        verified = verified_points(cards, Path(a.models_dir), Path(evidence)) if evidence else []
+        designs = verified()
         plot_pareto(points, Path(a.plot), est["boards"],
                     paper={"model": "bdnn4", "accuracy": PAPER_ACCURACY["bdnn4"],
                            "label": f"paper's BDNN4 ({PAPER_ACCURACY['bdnn4']:.2f} %) at this BDNN4's rate"},
-                    title="Accuracy vs throughput, every shipped model", verified=verified)
+                    title="Accuracy vs throughput, every shipped model", verified=designs)
         print()
         print(pareto_markdown(points))
-        if verified:
+        if designs:
             print()
-            print(verified_markdown(verified))
+            print(verified_markdown(designs))
         for n in notes:
             print(f"note: {n}")
         print(f"wrote {a.plot} (estimates: {a.estimates or 'the packaged finn_estimates.json'})")

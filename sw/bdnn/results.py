@@ -186,3 +186,71 @@ def robustness_markdown(models_dir: Path) -> str:
         label = model + (" (stale: another model file)" if rep["stale"] else "")
         out.append(f"| {label} | {100 * rep['clean']['acc_fivecrop_mean']:.2f} % | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+# -- issue 13's targets: where each stands -----------------------------------------------------------
+# (target, shipped model or None for "the most accurate model that is fast enough", card metric,
+#  PrivateTest minimum in % or None, board, crops/s minimum on it or None)
+TARGETS = [
+    ("BDNN2", "bdnn2", "acc_fivecrop_mean", 61.50, None, None),
+    ("BDNN3", "bdnn3", "acc_fivecrop_mean", 65.51, None, None),
+    ("BCNN4", "bcnn4", "acc_fivecrop_mean", 64.90, None, None),
+    ("BDNN4", "bdnn4", "acc_fivecrop_mean", 68.0, None, None),
+    ("BDNN4, centre crop alone", "bdnn4", "acc_center", 66.0, None, None),
+    ("hardware-aware model for the PYNQ-Z2", "bdnn4-hw", "acc_fivecrop_mean", 66.15, "pynq-z2", 1000),
+    ("most accurate model for the Ultra96", None, "acc_fivecrop_mean", None, "ultra96", 3000),
+]
+
+
+def _fastest(model: str, board: str, estimates: dict, verified: list[dict]) -> tuple[int, str] | None:
+    """The model's best rate on the board among designs that fit: a verified (simulated) design of its
+    shipped weights, or FINN's estimate of its default build."""
+    rates = [(p["crops_per_s"], "simulated") for p in verified if p["model"] == model and p["board"] == board and p["fits"]]
+    rates += [(round(e["crops_per_s"]), "estimate") for e in estimates.get("estimates", [])
+              if e["model"] == model and e["board"] == board and e.get("fits", True)]
+    return max(rates) if rates else None
+
+
+def target_rows(cards: dict[str, dict], estimates: dict, verified: list[dict]) -> list[dict]:
+    """Each target beside the shipped model's PrivateTest accuracy (and, for a board target, its best
+    fitting rate there); ``met`` only when every part of the target is."""
+    rows = []
+    for label, model, metric, minimum, board, min_rate in TARGETS:
+        candidates = [model] if model else [m for m, c in cards.items() if c.get("role") != "teacher"]
+        best = None
+        for m in candidates:
+            if m not in cards:
+                continue
+            acc = 100 * cards[m]["accuracy"]["PrivateTest"][metric]
+            rate = _fastest(m, board, estimates, verified) if board else None
+            if model is None and (rate is None or rate[0] < min_rate):
+                continue  # "the most accurate that is fast enough": only models that are
+            if best is None or acc > best["measured"]:
+                best = {"model": m, "measured": acc, "rate": rate}
+        row = {"target": label, "minimum": minimum, "board": board, "min_rate": min_rate,
+               "model": best["model"] if best else model, "measured": best["measured"] if best else None,
+               "rate": best["rate"] if best else None}
+        acc_ok = row["measured"] is not None and (minimum is None or row["measured"] >= minimum)
+        rate_ok = board is None or (row["rate"] is not None and row["rate"][0] >= min_rate)
+        row["gap"] = None if row["measured"] is None or minimum is None else row["measured"] - minimum
+        row["met"] = acc_ok and rate_ok
+        rows.append(row)
+    return rows
+
+
+def targets_markdown(rows: list[dict]) -> str:
+    out = ["| target | model | PrivateTest (exact) | needed | gap (points) | crops/s (board) | met |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        measured = f"{r['measured']:.2f} %" if r["measured"] is not None else "none shipped"
+        needed = f">= {r['minimum']:.2f} %" if r["minimum"] is not None else "the best reachable"
+        gap = f"{r['gap']:+.2f}" if r["gap"] is not None else "—"
+        if r["board"] is None:
+            rate = "—"
+        elif r["rate"] is None:
+            rate = f"none >= {r['min_rate']:,} ({r['board']})"
+        else:
+            rate = f"{r['rate'][0]:,} {r['rate'][1]} ({r['board']}, needed {r['min_rate']:,})"
+        out.append(f"| {r['target']} | {r['model'] or '—'} | {measured} | {needed} | {gap} | {rate} | "
+                   f"{'yes' if r['met'] else '**no**'} |")
+    return "\n".join(out)

@@ -220,3 +220,26 @@ def test_a_run_keeps_the_card_of_the_shipped_folder_it_started_from(tmp_path, fe
     assert [st["run"] for st in run_lineage(tmp_path / "warm")] == ["origin", "warm"]
     (tmp_path / "warm" / START_CARD_FILE).unlink()  # a run from before the snapshot: the folder as it is
     assert [st["run"] for st in run_lineage(tmp_path / "warm")] == ["rival", "warm"]
+
+
+def test_compile_trains_the_same_module_and_clips_its_latent_weights():
+    """--compile runs the step through torch.compile: the loss of a step from the same weights is the
+    eager one, the module itself gets the update (checkpoints need no renaming), and latent weights
+    stay clipped to [-1, 1] (the clip reaches through the compiled wrapper)."""
+    import bdnn.train as tr
+    cfg = TrainConfig(**TINY)
+    torch.manual_seed(0)
+    eager = tr.build_model(cfg)
+    compiled_base = tr.build_model(cfg)
+    compiled_base.load_state_dict(eager.state_dict())
+    x = torch.randint(0, 256, (4, 1, 42, 42)).float()
+    y = torch.tensor([0, 1, 2, 3])
+    opt_e, opt_c = tr.make_optimizer(cfg, eager), tr.make_optimizer(TrainConfig(**{**TINY, "lr": 10.0}), compiled_base)
+    l_e, _ = tr.train_step(cfg, eager, None, opt_e, x, y, "cpu")
+    before = {k: v.clone() for k, v in compiled_base.state_dict().items()}
+    l_c, _ = tr.train_step(cfg, torch.compile(compiled_base, dynamic=False), None, opt_c, x, y, "cpu")
+    assert float(l_c) == pytest.approx(float(l_e), rel=1e-4)
+    assert set(compiled_base.state_dict()) == set(before)  # no "_orig_mod." keys
+    assert any(not torch.equal(before[k], v) for k, v in compiled_base.state_dict().items())
+    latent = [m.weight for m in compiled_base.modules() if hasattr(m, "weight") and m.weight is not None and m.weight.dim() > 1]
+    assert max(float(w.abs().max()) for w in latent) <= 1.0  # lr 10 pushes past 1 unless clipped

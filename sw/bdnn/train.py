@@ -254,8 +254,9 @@ def train_step(cfg: TrainConfig, model: torch.nn.Module, teacher, opt, x: torch.
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    if isinstance(model, BDNN):
-        model.clip_latent_weights()
+    base = getattr(model, "_orig_mod", model)  # a torch.compile'd model wraps the module it trains
+    if isinstance(base, BDNN):
+        base.clip_latent_weights()
     return loss, scores
 
 
@@ -411,6 +412,8 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         # start of this run's lineage (bdnn ship reads it back)
         shutil.copyfile(Path(cfg.init_from) / MODEL_CARD_FILE, out / START_CARD_FILE)
 
+    # --compile: only the training step runs compiled; evaluation and checkpoints use the module itself
+    step_model = torch.compile(model, dynamic=False) if cfg.compile else model
     end_epoch = min(cfg.epochs, start_epoch + stop_after) if stop_after else cfg.epochs
     slowest = 0.0
     for epoch in range(start_epoch, end_epoch):
@@ -426,7 +429,7 @@ def train(cfg: TrainConfig, out: Path, data: FER2013 | None = None, resume: bool
         for b in bar:
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y, x_teacher = make_batch(cfg, robust, train_x, train_y, idx, np_rng, device)
-            loss, scores = train_step(cfg, model, teacher, opt, x, y, device, x_teacher)
+            loss, scores = train_step(cfg, step_model, teacher, opt, x, y, device, x_teacher)
             sched.step()
             run_loss += loss.item() * len(y)
             correct += (scores.argmax(1) == y).sum().item()

@@ -128,13 +128,15 @@ def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
 def test_readme_tables_are_the_generated_ones():
     """Every row of the tables `bdnn results --targets --robustness` generates from the shipped cards stands
     verbatim in the README: a re-ship that forgets to regenerate them, or a hand edit, fails here."""
-    from bdnn.results import load_cards, robustness_markdown
+    from bdnn.contract import HW_EVIDENCE_DIR
+    from bdnn.results import (load_cards, load_estimates, robustness_markdown, target_rows, targets_markdown,
+                              verified_points)
     from conftest import REPO
     models = REPO / "models"
-    from bdnn.results import load_estimates, target_rows, targets_markdown, verified_points
     cards = load_cards(models)
+    verified = verified_points(cards, models, REPO / HW_EVIDENCE_DIR)
     tables = {"results": markdown_table(results_rows(cards)), "robustness": robustness_markdown(models),
-              "targets": targets_markdown(target_rows(cards, load_estimates(), verified_points(cards, models, REPO / "docs" / "hw_evidence")))}
+              "targets": targets_markdown(target_rows(cards, load_estimates(), verified))}
     readme = set((REPO / "README.md").read_text().splitlines())
     stale = [f"{name}: {line}" for name, table in tables.items() for line in table.splitlines()
              if line.startswith("| ") and line not in readme]

@@ -302,17 +302,17 @@ def cmd_results(a) -> int:
         return 2
     print(markdown_table(results_rows(cards)))
 
-    def verified() -> list[dict]:  # the checkout's verified designs unless --evidence names others ('' for none)
+    designs = []  # verified designs (--targets, --plot): the checkout's unless --evidence names others ('' for none)
+    if a.targets or a.plot:
         evidence = a.evidence
         if evidence is None:
             root = source_root()
             evidence = str(root / HW_EVIDENCE_DIR) if root and (root / HW_EVIDENCE_DIR).is_dir() else ""
-        return verified_points(cards, Path(a.models_dir), Path(evidence)) if evidence else []
-
+        designs = verified_points(cards, Path(a.models_dir), Path(evidence)) if evidence else []
     if a.targets:
         from .results import target_rows, targets_markdown
         print()
-        print(targets_markdown(target_rows(cards, load_estimates(a.estimates), verified())))
+        print(targets_markdown(target_rows(cards, load_estimates(a.estimates), designs)))
     if a.robustness:
         from .results import robustness_markdown
         print()
@@ -325,7 +325,6 @@ def cmd_results(a) -> int:
         if not points:
             print("error: no shipped model has a FINN estimate to plot", file=sys.stderr)
             return 2
-        designs = verified()
         plot_pareto(points, Path(a.plot), est["boards"],
                     paper={"model": "bdnn4", "accuracy": PAPER_ACCURACY["bdnn4"],
                            "label": f"paper's BDNN4 ({PAPER_ACCURACY['bdnn4']:.2f} %) at this BDNN4's rate"},

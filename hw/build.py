@@ -49,7 +49,12 @@ def parse_args(arch: str, argv=None):
                         "once per output pixel of every crop; the host sends whole batches. Default: the "
                         "board's (PYNQ-Z2 5, Ultra96 0); 0: FINN's external weight mode")
     p.add_argument("--no-yosys", action="store_true", help="skip yosys (per RTL unit and the whole stitched design)")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="fabric clock (default: the board's, PYNQ-Z2 100, Ultra96 200): sets FINN's clock target, "
+                        "the pipeline depth of the project's RTL units and the clock the timing estimate checks")
     a = p.parse_args(argv)
+    if a.clock_mhz is not None and not 10 <= a.clock_mhz <= 800:
+        p.error(f"--clock-mhz must be between 10 and 800 MHz, got {a.clock_mhz:g}")
     if a.replay_batch is not None and a.replay_batch < 0:
         p.error(f"--replay-batch must be >= 0, got {a.replay_batch}")
     from .boards import get_board
@@ -146,6 +151,7 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         "throughput_target_crops_per_s": board.default_target_crops_per_s,
         "meets_target": bool(est["fits"] and est["est_crops_per_s"] >= board.default_target_crops_per_s),
         **evidence,
+        "timing": design_timing(evidence),
         "vivado": vivado, "missing_outputs": missing, "layers": est["layers"],
     }
     write_deploy_files(fe, bdir / contract.DEPLOY_DIR, art.spec.name, board.key)
@@ -155,6 +161,14 @@ def build_board(a, art, fe, board, layer_names, verification: dict, bdir: Path) 
         plot_folding_search(tries, summary, bdir / contract.FOLDING_SEARCH_PLOT)
     write_json_atomic(bdir / contract.SUMMARY_FILE, summary)
     return summary
+
+
+def design_timing(evidence: dict) -> dict:
+    """The whole stitched design's timing estimate at the board's clock (bdnn_hw.timing)."""
+    from .timing.sta import build_timing
+    whole, st = evidence.get("synth") or {}, evidence.get("stitched_sim") or {}
+    reason = whole.get("reason") or whole.get("error") or ("no stitched design" if not whole.get("ran") else None)
+    return build_timing(whole.get("timing"), st.get("cycles_per_crop"), reason)
 
 
 def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
@@ -200,9 +214,14 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
               f"{board.fclk_mhz:.0f} MHz, latency {stitched['latency_cycles']:,} cycles"
               + (f", DDR weights {stitched['ddr_weight_bytes_per_crop'] / 1e3:,.1f} kB/crop as simulated"
                  if stitched.get("ddr_weight_bytes_per_crop") else ""))
-    if whole.get("ran"):
+    if whole.get("ran") and "lut" in whole:
         print(f"      yosys (whole design): {whole['lut']:,} LUT, {whole['ff']:,} FF, {whole['bram36']:g} BRAM36, "
               f"fits: {whole['fits']}")
+    if whole.get("timing"):
+        t = whole["timing"]
+        print(f"      timing (pre-route estimate): worst path {t['worst']['ns']:.2f} ns, {t['worst']['levels']} levels "
+              f"in {t['worst']['unit'] or 'the top'}; est. Fmax {t['est_fmax_mhz']:.0f} MHz: "
+              f"{'meets' if t['meets'] else 'MISSES'} {t['clock_mhz']:g} MHz ({100 * t['margin']:+.0f} %)")
     return {"sim": sim, "rtl_synth": syn, "stitched_sim": stitched, "synth": whole}
 
 
@@ -232,6 +251,9 @@ def main(arch: str, argv=None) -> int:
 
     from .boards import BOARDS, get_board
     boards = list(BOARDS.values()) if a.board == "all" else [get_board(a.board)]
+    if a.clock_mhz:
+        import dataclasses
+        boards = [dataclasses.replace(b, fclk_mhz=a.clock_mhz) for b in boards]
     try:
         art = load(a.model)
     except ArtifactError as e:

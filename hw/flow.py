@@ -298,8 +298,13 @@ def run_codegen_and_lint(folded_graph: Path, board: Board, out: Path) -> dict:
     from .rtl import ops  # noqa: F401  (registers the project's RTL ops a --rtl-only graph holds)
     from .rtl_lint import lint_model
     from .rtlsim.tools import available
+    from .timing.pipeline import SetPipelineDepths
     cfg = make_cfg(out, board)
-    model = finn_steps.step_hw_codegen(ModelWrapper(str(folded_graph)), cfg)
+    # the project's MVAU pipelining for this board's clock, kept on the folded graph too (the
+    # stitched design and every later stage read it from there)
+    folded = ModelWrapper(str(folded_graph)).transform(SetPipelineDepths(board.synth_family, board.fclk_mhz))
+    folded.save(str(folded_graph))
+    model = finn_steps.step_hw_codegen(folded, cfg)
     model.save(str(Path(out) / "codegen_hw_graph.onnx"))
     missing = available()["verilator"]
     if missing:

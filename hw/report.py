@@ -149,9 +149,26 @@ def evidence_section(s: dict) -> str:
         out.append(f"yosys of the whole design FAILED: {wh['error']}")
     else:
         out.append(f"yosys of the whole design: not run ({wh.get('reason', 'codegen skipped')}).")
+    out += ["", timing_section(s)]
     out += ["", "Not available here: FINN's HLS C++ itself (cppsim needs finn-hlslib and Vitis headers; the project's RTL "
             "replaces it in simulation and synthesis), Vivado synthesis / place and route, stitched-IP rtlsim, bitfile."]
     return "\n".join(out)
+
+
+def timing_section(s: dict) -> str:
+    """The whole design's pre-route timing estimate and its ten worst paths (bdnn_hw.timing)."""
+    from .timing.sta import TimingReport, markdown
+    full = (s.get("synth") or {}).get("timing")
+    t = s.get("timing") or {}
+    if not full:
+        return f"### Timing\n\nTiming estimate: not run ({t.get('reason', 'no whole-design synthesis')})."
+    text = markdown(TimingReport(**full), "Timing (the whole stitched design)").replace("## Timing", "### Timing", 1)
+    if t.get("crops_per_s_at_clock"):
+        text += (f"\nThroughput at the board's {t['clock_mhz']:g} MHz: {t['crops_per_s_at_clock']:,.0f} crops/s (simulated cycles); "
+                 + ("the estimate meets that clock." if t["meets"] else
+                    f"the estimate misses it: at the estimated Fmax {t['est_fmax_mhz']:g} MHz, "
+                    f"{t['crops_per_s_at_est_fmax']:,.0f} crops/s.") + "\n")
+    return text
 
 
 def plot_layers(summary: dict, path: Path) -> None:

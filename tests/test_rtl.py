@@ -246,10 +246,14 @@ def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style):
         "  output logic out_tvalid, input logic out_tready);\n"
         f"  bnn_weight_rom #(.WIDTH({width}), .DEPTH({depth}), .INIT_FILE(\"{tmp_path / 'w.dat'}\"), .RAM_STYLE(\"{style}\"))\n"
         "    rom (.clk, .rst_n, .out_tdata, .out_tvalid, .out_tready);\nendmodule\n")
-    unit = Unit(top="rom_top", files=(str(HDL / "bnn_weight_rom.sv"), str(tmp_path / "rom_top.sv")), inputs=(),
-                outputs=(axis("out", width, style="rtllib"),), clocks=("clk",), reset_n="rst_n", run_dir=str(tmp_path))
+    unit = Unit(top="rom_top", files=(str(HDL / "bnn_weight_rom.sv"), str(HDL / "stream_fifo.sv"), str(tmp_path / "rom_top.sv")),
+                inputs=(), outputs=(axis("out", width, style="rtllib"),), clocks=("clk",), reset_n="rst_n",
+                run_dir=str(tmp_path))
     r = simulate(unit, [], [3 * depth], stall_out=30, seed=1)
     np.testing.assert_array_equal(r.outputs[0], np.tile(words, (3, 1)))
+    free = simulate(unit, [], [3 * depth])          # a consumer that is always ready: one word per cycle
+    np.testing.assert_array_equal(free.outputs[0], np.tile(words, (3, 1)))
+    assert free.cycles <= 3 * depth + 8, free.cycles
     syn = synthesize("rom_top", list(unit.files), str(tmp_path))
     print(style, {k: syn[k] for k in ("lut", "ff", "bram36")})
     if style == "block":

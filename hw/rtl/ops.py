@@ -45,7 +45,9 @@ class _ProjectRTL(RTLBackend):
     _base = None  # the generic FINN layer class
 
     def get_nodeattr_types(self):
-        return {**self._base.get_nodeattr_types(self), **RTLBackend.get_nodeattr_types(self)}
+        from ..timing.pipeline import GROUP_ATTR, TREE_ATTR
+        return {**self._base.get_nodeattr_types(self), **RTLBackend.get_nodeattr_types(self),
+                GROUP_ATTR: ("i", False, 0), TREE_ATTR: ("i", False, 0)}   # the MVAU's pipelining
 
     def execute_node(self, context, graph):
         if self.get_nodeattr("exec_mode") == "rtlsim":

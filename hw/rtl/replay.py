@@ -34,6 +34,8 @@ class ReplayShape:
     simd: int
     pe: int
     batch: int      # crops per weight pass
+    group: int | None = None          # popcount pipelining (bdnn_hw.timing.pipeline); None: the default
+    tree_per_stage: int | None = None
 
     def __post_init__(self):
         bad = []
@@ -114,7 +116,15 @@ class ReplayShape:
     def params(self, thresh_file: str | Path) -> dict[str, object]:
         return {"C": self.c, "IFM_DIM": self.ifm_dim, "K": self.k, "OFM_DIM": self.ofm_dim, "MH": self.mh,
                 "SIMD": self.simd, "PE": self.pe, "B": self.batch, "T_BITS": self.t_bits,
-                "THRESH_FILE": f'"{thresh_file}"'}
+                "THRESH_FILE": f'"{thresh_file}"', **self.pipeline()}
+
+    def pipeline(self) -> dict[str, int]:
+        """GROUP / TREE_PER_STAGE of the XNOR popcount: as set on the node for the build's clock, else
+        the pipelining for the fastest clock the boards run."""
+        if self.group is not None and self.tree_per_stage is not None:
+            return {"GROUP": self.group, "TREE_PER_STAGE": self.tree_per_stage}
+        from ..timing.pipeline import DEFAULT_FAMILY, DEFAULT_MHZ, mvau_pipeline
+        return mvau_pipeline(DEFAULT_FAMILY, DEFAULT_MHZ, xnor=True).params()
 
 
 # (depth, width) shapes of one BRAM18 (7-series / UltraScale+ RAMB18, simple dual port)

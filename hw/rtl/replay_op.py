@@ -25,6 +25,7 @@ from finn.custom_op.fpgadataflow.rtl import register_custom_op
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
 from . import HDL, replay
+from ..timing.pipeline import GROUP_ATTR, TREE_ATTR
 from .replay import OP_TYPE, ReplayShape
 
 
@@ -37,12 +38,15 @@ class MVTU_replay_rtl(RTLBackend):
                 "inputDataType": ("s", False, "BINARY"), "weightDataType": ("s", False, "BINARY"),
                 "outputDataType": ("s", False, "BINARY"),
                 "mem_mode": ("s", False, "external", {"external"}),
-                "replaced": ("strings", False, [])}   # the nodes it stands for, for reports
+                "replaced": ("strings", False, []),   # the nodes it stands for, for reports
+                GROUP_ATTR: ("i", False, 0), TREE_ATTR: ("i", False, 0)}   # the popcount's pipelining (0: default)
 
     def shape(self) -> ReplayShape:
         g = self.get_nodeattr
+        tree = g(TREE_ATTR)
         return ReplayShape(c=g("C"), ifm_dim=g("IFMDim"), k=g("K"), ofm_dim=g("OFMDim"), mh=g("MH"),
-                           simd=g("SIMD"), pe=g("PE"), batch=g("batch"))
+                           simd=g("SIMD"), pe=g("PE"), batch=g("batch"),
+                           group=g(GROUP_ATTR) if tree else None, tree_per_stage=tree or None)
 
     # -- shapes and streams --------------------------------------------------------------------
     def _is_fc(self) -> bool:

@@ -53,11 +53,11 @@ def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None
             raise UnsupportedNode(f"{node.name}: thresholds inside the MVAU (the build keeps them standalone)")
         params = dict(MW=inst.get_nodeattr("MW"), MH=inst.get_nodeattr("MH"), SIMD=inst.get_nodeattr("SIMD"),
                       PE=inst.get_nodeattr("PE"), IN_BITS=1 if xnor else idt.bitwidth(), OUT_BITS=odt.bitwidth(),
-                      W_BITS=1 if xnor else wdt.bitwidth(),
+                      W_BITS=1 if xnor else wdt.bitwidth(), **mvau_pipeline_params(node, xnor),
                       IN_WIDTH=_p(inst, 0), W_WIDTH=_p(inst, 1), OUT_WIDTH=_p(inst, 0, True))
         ports = [_port("in0_V", _p(inst, 0), "in"), _port("in1_V", _p(inst, 1), "in"), _port("out0_V", _p(inst, 0, True), "out")]
         body = f"bnn_mvau #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {_conn('w', 'in1_V')}, {_conn('out', 'out0_V')});"
-        lib = ["bnn_mvau.sv"]
+        lib = ["bnn_mvau.sv", "stream_fifo.sv"]
     elif op == "Pool_hls":
         if inst.get_nodeattr("Function") != "MaxPool" or inst.get_input_datatype() != DataType["BINARY"]:
             raise UnsupportedNode(f"{node.name}: only binary max-pool")
@@ -89,6 +89,18 @@ def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None
             f"module {top} (\n\tinput\tlogic  ap_clk,\n\tinput\tlogic  ap_rst_n,\n" + ",\n".join(ports) +
             f"\n);\n\t{body}\nendmodule\n")
     return top, text, [str(HDL / f) for f in lib]
+
+
+def mvau_pipeline_params(node, xnor: bool) -> dict:
+    """bnn_mvau's GROUP / TREE_PER_STAGE: what the build's SetPipelineDepths put on the node, else the
+    deepest characterized pipelining (it meets the fastest clock the project builds for)."""
+    from onnx import helper
+
+    from ..timing.pipeline import DEFAULT_FAMILY, DEFAULT_MHZ, GROUP_ATTR, TREE_ATTR, mvau_pipeline
+    got = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in (GROUP_ATTR, TREE_ATTR)}
+    if len(got) == 2:
+        return {"GROUP": int(got[GROUP_ATTR]), "TREE_PER_STAGE": int(got[TREE_ATTR])}
+    return mvau_pipeline(DEFAULT_FAMILY, DEFAULT_MHZ, xnor).params()
 
 
 def _params(p: dict) -> str:

@@ -199,13 +199,15 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
     else:
         t0 = time.perf_counter()
         try:
-            r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600, family=board.synth_family)
+            r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600, family=board.synth_family,
+                           clock_mhz=board.fclk_mhz)
             whole = {"ran": True, "tool": yosys_version(), "family": r["family"],
                      **({"family_note": r["family_note"]} if "family_note" in r else {}),
                      **{k: r[k] for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")},
                      "fits": bool(r["lut"] <= board.lut_limit * board.lut and r["bram36"] <= board.bram_limit * board.bram36
                                   and r["dsp"] <= board.dsp),
-                     "lut_budget": board.lut, "bram36_budget": board.bram36, "seconds": time.perf_counter() - t0}
+                     "lut_budget": board.lut, "bram36_budget": board.bram36, "seconds": time.perf_counter() - t0,
+                     "timing": r.get("timing")}
         except SynthError as e:
             whole = {"ran": True, "error": str(e)}
     tmp = Path(bdir) / "stitched.json.tmp"

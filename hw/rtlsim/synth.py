@@ -35,6 +35,15 @@ class SynthError(RuntimeError):
     pass
 
 
+_TIMED = ("xc7", "xcup")  # the families the timing estimate has a routing allowance for
+
+
+def _timing_version() -> str:
+    """Cached results carry the analysis that made them: a change to it re-runs the analysis."""
+    from ..timing import delays, sta
+    return hashlib.sha256(Path(delays.__file__).read_bytes() + Path(sta.__file__).read_bytes()).hexdigest()[:12]
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("BDNN_SYNTH_CACHE", Path(tempfile.gettempdir()) / "bdnn_synth_cache"))
 
@@ -87,21 +96,24 @@ _FALLBACK_ERRORS = ("invalid OPTION_ABITS/WIDTH combination",)
 
 
 def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800,
-               family: str = FAMILY, hierarchy: bool = False) -> dict:
+               family: str = FAMILY, hierarchy: bool = False, clock_mhz: float | None = None) -> dict:
     """Synthesize one unit for ``family`` (synth_xilinx's: xc7, xcup, ...); returns the counts (see
     ``count_cells``) and the family they were counted in, cached by content. A known yosys mapping
     failure of ``family`` falls back to ``FALLBACK_FAMILY`` with the reason in ``family_note``.
 
     ``hierarchy``: keep the module boundaries (no optimization across them; on bdnn4-hw's stitched
     design 54,020 vs 54,638 LUT flattened, and ~6x slower) and add ``instances``: the counts of each
-    instance in ``top``, its submodules included, by instance name."""
+    instance in ``top``, its submodules included, by instance name.
+
+    ``clock_mhz``: also write the mapped netlist and add ``timing``, the pre-route path analysis of
+    it at that clock (``bdnn_hw.timing``: the worst paths, levels, estimated Fmax)."""
     try:
-        return _synthesize(top, files, run_dir, timeout, family, hierarchy)
+        return _synthesize(top, files, run_dir, timeout, family, hierarchy, clock_mhz)
     except SynthError as e:
         fb = FALLBACK_FAMILY.get(family)
         if fb is None or not any(m in str(e) for m in _FALLBACK_ERRORS):
             raise
-        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy)
+        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy, clock_mhz)
         return {**res, "family_note": f"-family {family} failed ({str(e).splitlines()[-1][:160]}); counted as {fb}"}
 
 
@@ -132,11 +144,12 @@ def instance_counts(modules: dict, top: str) -> tuple[dict, dict[str, dict]]:
 
 
 def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, family: str,
-                hierarchy: bool = False) -> dict:
+                hierarchy: bool = False, clock_mhz: float | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
         t = Path(t)
         names = _stage(list(files), run_dir, t)
-        h = hashlib.sha256(json.dumps([top, family, names] + (["hierarchy"] if hierarchy else [])).encode())
+        h = hashlib.sha256(json.dumps([top, family, names] + (["hierarchy"] if hierarchy else [])
+                                      + ([f"timing@{clock_mhz:g}", _timing_version()] if clock_mhz else [])).encode())
         for p in sorted(t.iterdir()):
             h.update(p.name.encode())
             h.update(p.read_bytes())
@@ -146,17 +159,24 @@ def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, f
             return json.loads(cached.read_text())
         keep = "--best-effort-hierarchy " if hierarchy else ""
         script = (f"read_slang -j 1 -D BDNN_YOSYS --ignore-assertions --allow-use-before-declare {keep}{' '.join(names)} --top {top}; "
-                  f"synth_xilinx {'' if hierarchy else '-flatten '}-family {family} -noiopad -top {top}; tee -q -o stat.json stat -json")
+                  f"synth_xilinx {'' if hierarchy else '-flatten '}-family {family} -noiopad -top {top}; tee -q -o stat.json stat -json"
+                  + ("; write_json netlist.json" if clock_mhz else ""))
         p = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=t, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0 or not (t / "stat.json").exists():
             err = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln][:5]
             raise SynthError(f"yosys could not synthesize {top}: " + ("\n".join(err) or p.stderr[-1500:]))
         stat = json.loads((t / "stat.json").read_text())
+        timing = None
+        if clock_mhz:
+            from ..timing import analyze_file
+            timing = analyze_file(t / "netlist.json", clock_mhz, family if family in _TIMED else "xc7", top).to_dict()
     if hierarchy:
         cells, inst = instance_counts(stat["modules"], top)
         res = {**count_cells(cells), "family": family, "instances": inst}
     else:
         res = {**count_cells(stat["design"].get("num_cells_by_type", {})), "family": family}
+    if timing is not None:
+        res["timing"] = timing
     cache_root().mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(res))
     return res

@@ -17,6 +17,13 @@
 //   drain   : the output buffer in FINN's MVAU order (window-major, nf minor; PE bits per beat).
 // Cycles per batch: NF * SF * B * OFM_DIM^2 (the same steps as FINN's MVAU, reordered), fill and
 // drain overlapped. Stride 1; SIMD must divide C (a word never spans two pixels).
+//
+// The compute is a pipeline with a valid bit per stage and no stall inside (a step enters it only
+// when both buffers have room): address in two registered stages, the input-buffer read, the
+// XNOR popcount as leaf sums of GROUP lanes and an adder tree with a register every TREE_PER_STAGE
+// levels (as bnn_mvau), the accumulator read, the accumulate (and its write), the threshold
+// compare, the output-buffer write. An accumulator entry recurs only every B * OFM_DIM^2 steps, so
+// reading it two stages before its write is safe (checked: at least 3 windows per batch).
 module bnn_mvtu_replay #(
 	int unsigned  C = 64,            // input channels per pixel
 	int unsigned  IFM_DIM = 7,       // input map side, padding included
@@ -28,6 +35,8 @@ module bnn_mvtu_replay #(
 	int unsigned  B = 5,             // crops per batch: each weight word is used B * OFM_DIM^2 times
 	int unsigned  T_BITS = 16,       // unsigned thresholds, clipped to [0, MW + 1]
 	parameter string  THRESH_FILE = "",   // NF lines of PE thresholds, lane 0 in the low bits (hex)
+	int unsigned  GROUP = 0,             // XNOR lanes per leaf sum (0: all SIMD lanes in one leaf)
+	int unsigned  TREE_PER_STAGE = 2,    // adder-tree levels between registers
 	int unsigned  IN_WIDTH = ((SIMD+7)/8)*8,
 	int unsigned  W_WIDTH = ((PE*SIMD+7)/8)*8,
 	int unsigned  OUT_WIDTH = ((PE+7)/8)*8
@@ -74,6 +83,7 @@ module bnn_mvtu_replay #(
 		if (C % SIMD != 0 || MH % PE != 0) $error("bnn_mvtu_replay: SIMD must divide C and PE must divide MH");
 		if (IFM_DIM != OFM_DIM + K - 1) $error("bnn_mvtu_replay: IFM_DIM must be OFM_DIM + K - 1 (stride 1, padding in the input)");
 		if (T_BITS < $clog2(MW + 2)) $error("bnn_mvtu_replay: T_BITS must hold MW + 1");
+		if (JN < 3) $error("bnn_mvtu_replay: the accumulator pipeline needs at least 3 windows per batch (B * OFM_DIM^2)");
 	end
 
 	// ---- input buffer: two banks of B padded maps (synchronous read: block RAM) ---------------
@@ -105,46 +115,118 @@ module bnn_mvtu_replay #(
 	wire  go = ib_full[cbank] && !ob_full[cob] && w_tvalid;
 	assign  w_tready = go && j_last;
 
-	wire [IA_BITS-1:0]  raddr = IA_BITS'(cbank ? IB_DEPTH : 0) + IA_BITS'(b) * IA_BITS'(NPIX * CF)
-	                          + ((IA_BITS'(oy) + IA_BITS'(ky)) * IA_BITS'(IFM_DIM) + IA_BITS'(ox) + IA_BITS'(kx)) * IA_BITS'(CF) + IA_BITS'(cf);
-	logic [SIMD-1:0]  q;
+	// ---- address: two registered stages, then the input-buffer read --------------------------
+	logic [IA_BITS-1:0]  a_pix, a_base, raddr;
 	always_ff @(posedge clk) begin
-		if (go) q <= ib[raddr];
+		a_pix <= (IA_BITS'(oy) + IA_BITS'(ky)) * IA_BITS'(IFM_DIM) + IA_BITS'(ox) + IA_BITS'(kx);
+		a_base <= IA_BITS'(cbank ? IB_DEPTH : 0) + IA_BITS'(b) * IA_BITS'(NPIX * CF) + IA_BITS'(cf);
+		raddr <= a_pix * IA_BITS'(CF) + a_base;
+	end
+	logic [SIMD-1:0]  q;
+	always_ff @(posedge clk) q <= ib[raddr];
+
+	// the step's control travels beside its data: valid, window, neuron fold, first/last synapse
+	// fold, last step of the batch, banks
+	typedef struct packed {
+		logic  v, first, last, blast, cbank, cob;
+		logic [J_BITS-1:0]  j;
+		logic [NW-1:0]  nf;
+	} ctl_t;
+	localparam int unsigned  G = (GROUP == 0 || GROUP > SIMD) ? SIMD : GROUP;
+	localparam int unsigned  NL = (SIMD + G - 1) / G;
+	localparam int unsigned  LEVELS = NL > 1 ? $clog2(NL) : 0;
+	localparam int unsigned  TPS = TREE_PER_STAGE > 0 ? TREE_PER_STAGE : 1;
+	localparam int unsigned  TREE_REGS = (LEVELS + TPS - 1) / TPS;
+	localparam int unsigned  LEAF_BITS = $clog2(G + 1);
+	// stages after issue: a_pix/a_base, raddr, q, leaves, tree registers, accumulator read,
+	// accumulate, compare
+	localparam int unsigned  S_Q = 3, S_LEAF = 4, S_TREE = S_LEAF + TREE_REGS, S_RD = S_TREE + 1,
+	                         S_ADD = S_RD + 1, S_CMP = S_ADD + 1;
+	ctl_t  ctl0;
+	ctl_t  ctl [1:S_CMP];
+	logic [PE*SIMD-1:0]  wd [1:S_Q];   // the weight word beside its step up to the XNOR
+	assign  ctl0 = '{v: go, first: sf_first, last: sf_last, blast: batch_last, cbank: cbank, cob: cob, j: j, nf: nf};
+	always_ff @(posedge clk) begin
+		ctl[1] <= ctl0;
+		for (int unsigned k = 2; k <= S_CMP; k++) ctl[k] <= ctl[k-1];
+		if (!rst_n) for (int unsigned k = 1; k <= S_CMP; k++) ctl[k].v <= 1'b0;
+		wd[1] <= w_tdata[PE*SIMD-1:0];
+		for (int unsigned k = 2; k <= S_Q; k++) wd[k] <= wd[k-1];
 	end
 
-	// ---- stage 1: XNOR-popcount, accumulate, threshold ---------------------------------------
-	logic  v1, first1, last1, blast1, cbank1, cob1;
-	logic [J_BITS-1:0]  j1;
-	logic [NW-1:0]  nf1;
-	logic [PE*SIMD-1:0]  w1;
+	// ---- XNOR popcount: leaves, then the adder tree ------------------------------------------
+	for (genvar l = 0; l <= LEVELS; l++) begin : g_lvl
+		localparam int unsigned  N = (NL + (1 << l) - 1) >> l;
+		localparam int unsigned  W = LEAF_BITS + l;
+		localparam bit  REG = (l == 0) || (l % TPS == 0) || (l == LEVELS);
+		logic [W-1:0]  node [PE][N];
+		if (l == 0) begin : g_leaf
+			always_ff @(posedge clk) begin
+				for (int unsigned p = 0; p < PE; p++)
+					for (int unsigned g = 0; g < N; g++) begin
+						logic [W-1:0]  s;
+						s = '0;
+						for (int unsigned i = g * G; i < (g + 1) * G && i < SIMD; i++) begin
+							logic  match;
+							match = q[i] ~^ wd[S_Q][p*SIMD + i];
+							s += W'(match);
+						end
+						node[p][g] <= s;
+					end
+			end
+		end
+		else begin : g_sum
+			localparam int unsigned  PN = (NL + (1 << (l - 1)) - 1) >> (l - 1);
+			logic [W-1:0]  s [PE][N];
+			always_comb begin
+				for (int unsigned p = 0; p < PE; p++)
+					for (int unsigned g = 0; g < N; g++)
+						s[p][g] = W'(g_lvl[l-1].node[p][2*g]) + ((2*g + 1 < PN) ? W'(g_lvl[l-1].node[p][2*g+1]) : W'(0));
+			end
+			if (REG) begin : g_reg
+				always_ff @(posedge clk) node <= s;
+			end
+			else begin : g_comb
+				assign  node = s;
+			end
+		end
+	end
 
+	// ---- accumulator read, accumulate (and write back), threshold compare, output write ------
 	logic [PE*ACC_BITS-1:0]  acc [JN];
 	logic [PE*T_BITS-1:0]  thr [NF];
 	initial if (THRESH_FILE != "") $readmemh(THRESH_FILE, thr);
 
-	logic [PE*ACC_BITS-1:0]  sums;
-	logic [PE-1:0]  obits;
-	always_comb begin
-		for (int unsigned p = 0; p < PE; p++) begin
-			logic [ACC_BITS-1:0]  s;
-			s = first1 ? '0 : acc[j1][p*ACC_BITS +: ACC_BITS];
-			for (int unsigned i = 0; i < SIMD; i++) begin
-				logic  match;
-				match = q[i] ~^ w1[p*SIMD + i];
-				s += ACC_BITS'(match);
-			end
-			sums[p*ACC_BITS +: ACC_BITS] = s;
-			obits[p] = T_BITS'(s) >= thr[nf1][p*T_BITS +: T_BITS];
-		end
+	logic [PE*ACC_BITS-1:0]  acc_q, pc_q, sum_q;
+	logic [PE*T_BITS-1:0]  thr_q, thr_q2;
+	always_ff @(posedge clk) begin
+		// S_RD: the window's partial sums (zero at the first synapse fold), the step's popcounts
+		acc_q <= ctl[S_TREE].first ? '0 : acc[ctl[S_TREE].j];
+		for (int unsigned p = 0; p < PE; p++) pc_q[p*ACC_BITS +: ACC_BITS] <= ACC_BITS'(g_lvl[LEVELS].node[p][0]);
+		thr_q <= thr[ctl[S_TREE].nf];
+		// S_ADD
+		for (int unsigned p = 0; p < PE; p++)
+			sum_q[p*ACC_BITS +: ACC_BITS] <= acc_q[p*ACC_BITS +: ACC_BITS] + pc_q[p*ACC_BITS +: ACC_BITS];
+		thr_q2 <= thr_q;
 	end
+	logic [PE*ACC_BITS-1:0]  sums;
+	always_comb for (int unsigned p = 0; p < PE; p++)
+		sums[p*ACC_BITS +: ACC_BITS] = acc_q[p*ACC_BITS +: ACC_BITS] + pc_q[p*ACC_BITS +: ACC_BITS];
+	always_ff @(posedge clk) if (ctl[S_RD].v && !ctl[S_RD].last) acc[ctl[S_RD].j] <= sums;
 
+	logic [PE-1:0]  obits;
+	always_ff @(posedge clk)   // S_CMP: out = sum >= T, FINN's single-step Thresholding
+		for (int unsigned p = 0; p < PE; p++)
+			obits[p] <= T_BITS'(sum_q[p*ACC_BITS +: ACC_BITS]) >= thr_q2[p*T_BITS +: T_BITS];
+
+	wire  v1 = ctl[S_CMP].v, last1 = ctl[S_CMP].last, blast1 = ctl[S_CMP].blast;
+	wire  cbank1 = ctl[S_CMP].cbank, cob1 = ctl[S_CMP].cob;
+	wire [J_BITS-1:0]  j1 = ctl[S_CMP].j;
+	wire [NW-1:0]  nf1 = ctl[S_CMP].nf;
 	logic [PE-1:0]  ob [2 * OB_DEPTH];
 	wire [OA_BITS-1:0]  waddr_ob = OA_BITS'(cob1 ? OB_DEPTH : 0) + OA_BITS'(j1) * OA_BITS'(NF) + OA_BITS'(nf1);
 	always_ff @(posedge clk) begin
-		if (v1) begin
-			if (last1) ob[waddr_ob] <= obits;
-			else acc[j1] <= sums;
-		end
+		if (v1 && last1) ob[waddr_ob] <= obits;
 	end
 
 	// ---- drain: output buffer -> 2-entry output queue ----------------------------------------
@@ -170,7 +252,6 @@ module bnn_mvtu_replay #(
 			ib_full <= '0;  fbank <= 0;  fcnt <= '0;
 			cbank <= 0;  cob <= 0;  ob_full <= '0;
 			ox <= '0;  oy <= '0;  b <= '0;  cf <= '0;  kx <= '0;  ky <= '0;  nf <= '0;  j <= '0;
-			v1 <= 0;  first1 <= 0;  last1 <= 0;  blast1 <= 0;  cbank1 <= 0;  cob1 <= 0;  j1 <= '0;  nf1 <= '0;
 			dbank <= 0;  rd1 <= 0;  dcnt <= '0;  oq_n <= '0;
 		end
 		else begin
@@ -178,11 +259,8 @@ module bnn_mvtu_replay #(
 			if (fill) fcnt <= fill_last ? '0 : fcnt + 1;
 			if (fill_last) fbank <= !fbank;
 
-			// stage 0 -> stage 1
-			v1 <= go;
+			// stage 0: the loop counters
 			if (go) begin
-				j1 <= j;  nf1 <= nf;  first1 <= sf_first;  last1 <= sf_last;  blast1 <= batch_last;
-				cbank1 <= cbank;  cob1 <= cob;  w1 <= w_tdata[PE*SIMD-1:0];
 				j <= j_last ? '0 : j + 1;
 				if (ox != O_LAST) ox <= ox + 1;
 				else begin

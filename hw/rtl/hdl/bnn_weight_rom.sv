@@ -2,8 +2,11 @@
 // repeated forever, exactly what bnn_mvau's weight port consumes (FINN's decoupled weight order).
 //
 // Unlike FINN's memstream (an AXI-lite-writable memory with a multi-stage output pipeline, which
-// costs several word-wide registers per layer), this is a read-only memory with one output register:
-// the next address is read while the current word is taken, so it streams one word per cycle.
+// costs several word-wide registers per layer), this is a read-only memory:
+//   address register -> memory read register -> output register (block RAM's DO_REG) -> queue.
+// Reads are issued on credit: at most QDEPTH words are in flight or queued, counted in a register,
+// so the consumer's ready reaches only the queue's read side, never the memory's address or a
+// word-wide clock enable, and the stream still delivers one word per cycle.
 // RAM_STYLE ("block", "distributed" or "auto") is the placement config's choice, passed to synthesis
 // as the memory's rom_style attribute.
 `ifdef BDNN_YOSYS
@@ -26,19 +29,29 @@ module bnn_weight_rom #(
 	input	logic  out_tready
 );
 	localparam int unsigned  A = DEPTH > 1 ? $clog2(DEPTH) : 1;
+	// a read is in flight for two cycles, the queue shows it a cycle later and a pop frees its
+	// credit the cycle after: four credits keep one word per cycle flowing
+	localparam int unsigned  QDEPTH = 4;
+	localparam int unsigned  QB = $clog2(QDEPTH + 1);
 	logic [A-1:0]  addr;
-	wire  take = out_tvalid && out_tready;
-	wire [A-1:0]  next = (addr == A'(DEPTH-1)) ? '0 : addr + 1;
-	wire [A-1:0]  raddr = take ? next : addr;  // read ahead: the word after a taken one is ready next cycle
+	logic [QB-1:0]  used;
+	wire  issue = used < QB'(QDEPTH);
+	wire  pop = out_tvalid && out_tready;
+	logic  v1, v2;
+	logic [WIDTH-1:0]  r1, r2;
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
 			addr <= '0;
-			out_tvalid <= 1'b0;
+			used <= '0;
+			v1 <= 1'b0;
+			v2 <= 1'b0;
 		end
 		else begin
-			out_tvalid <= 1'b1;
-			if (take) addr <= next;
+			if (issue) addr <= (addr == A'(DEPTH-1)) ? '0 : addr + 1;
+			used <= used + QB'(issue) - QB'(pop);
+			v1 <= issue;
+			v2 <= v1;
 		end
 	end
 
@@ -46,16 +59,25 @@ module bnn_weight_rom #(
 	if (RAM_STYLE == "distributed") begin : g_lutram
 		(* rom_style = `BDNN_LUT_ROM *) logic [WIDTH-1:0]  mem [DEPTH];
 		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) out_tdata <= mem[raddr];
+		always_ff @(posedge clk) r1 <= mem[addr];
 	end
 	else if (RAM_STYLE == "block") begin : g_bram
 		(* rom_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
 		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) out_tdata <= mem[raddr];
+		always_ff @(posedge clk) r1 <= mem[addr];
 	end
 	else begin : g_auto
 		logic [WIDTH-1:0]  mem [DEPTH];
 		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) out_tdata <= mem[raddr];
+		always_ff @(posedge clk) r1 <= mem[addr];
 	end
+	always_ff @(posedge clk) r2 <= r1;
+
+	logic  q_ready;
+	logic [QB-1:0]  q_max, q_cur;
+	stream_fifo #(.WIDTH(WIDTH), .DEPTH(QDEPTH)) queue (
+		.clk, .rst_n, .limit(QB'(QDEPTH)),
+		.in_tdata(r2), .in_tvalid(v2), .in_tready(q_ready),
+		.out_tdata, .out_tvalid, .out_tready,
+		.max_count(q_max), .cur_count(q_cur));
 endmodule

@@ -1,0 +1,104 @@
+"""The pre-route timing estimate (hw/timing): exact depth and delay on hand-built netlists, the cell
+figures read from yosys' own library, and the project's MVAU pipelined and not (the check can fail)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+
+def _netlist(cells: dict, ports: dict) -> dict:
+    return {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
+                                "ports": ports, "cells": cells, "netnames": {}}}}
+
+
+def _cell(t: str, conns: dict, dirs: dict, params: dict | None = None) -> dict:
+    return {"type": t, "connections": conns, "port_directions": dirs, "parameters": params or {}}
+
+
+FF_DIRS = {"C": "input", "CE": "input", "R": "input", "D": "input", "Q": "output"}
+
+
+def test_library_figures_come_from_yosys_cells_sim():
+    from bdnn_hw.timing.delays import cell_timing, cells_sim_path
+    text = cells_sim_path().read_text()
+    assert "(I0 => O) = 642;" in text                      # LUT6's slowest pin, as the analysis uses it
+    lut6, ff, bram, c8 = cell_timing("LUT6"), cell_timing("FDRE"), cell_timing("RAMB36E1"), cell_timing("CARRY8")
+    assert lut6.comb[("I0", "O")] == 642 and lut6.comb[("I5", "O")] == 127
+    assert ff.clk_to_out["Q"] == 303 and ff.setup["CE"] == 109
+    assert bram.clk_to_out["DOADO"] == 2454 and bram.clk_to_out_reg["DOADO"] == 882
+    c4 = cell_timing("CARRY4")
+    assert c8.comb[("CI", "CO[7]")] == 2 * c4.comb[("CI", "CO[3]")]   # two CARRY4 in series
+
+
+def test_hand_built_path_has_exactly_the_known_depth_and_delay():
+    """FF -> LUT2 (pin I0) -> LUT6 (pin I3) -> FF, plus a fanout-4 net: every term by hand."""
+    from bdnn_hw.timing import analyze
+    from bdnn_hw.timing.delays import FAMILIES
+    cells = {
+        "a": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [9], "Q": [3]}, FF_DIRS),
+        "l1": _cell("LUT2", {"I0": [3], "I1": ["0"], "O": [4]}, {"I0": "input", "I1": "input", "O": "output"}),
+        "l2": _cell("LUT6", {"I0": ["0"], "I1": ["0"], "I2": ["0"], "I3": [4], "I4": ["0"], "I5": ["0"], "O": [5]},
+                    {**{f"I{i}": "input" for i in range(6)}, "O": "output"}),
+        # l2's output fans out to four flip-flops
+        **{f"b{k}": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [5], "Q": [10 + k]}, FF_DIRS) for k in range(4)},
+        "c": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [3], "Q": [9]}, FF_DIRS),
+    }
+    rep = analyze(_netlist(cells, {"clk": {"direction": "input", "bits": [2]}}), 100.0, "xc7")
+    f = FAMILIES["xc7"]
+    expect = 303 + 1000 * f.net_ns(2) + 238 + 1000 * f.net_ns(1) + 407 + 1000 * f.net_ns(4) + 0
+    assert rep.worst["levels"] == 2 and rep.worst["lut_levels"] == 2
+    assert rep.worst["ns"] == pytest.approx(expect / 1000, abs=1e-3)
+    assert rep.worst["start"] == "a/Q" and rep.worst["end"].startswith("b") and rep.worst["end"].endswith("(D)")
+    assert rep.est_fmax_mhz == pytest.approx(1e6 / expect, abs=0.1)
+    assert rep.meets and rep.levels_distribution == {"0": 2, "2": 4}   # a <-> c directly, b0..b3 through both LUTs
+    # the same netlist at a clock the path cannot make
+    slow = analyze(_netlist(cells, {"clk": {"direction": "input", "bits": [2]}}), 1e6 / expect * 1.01, "xc7")
+    assert not slow.meets and slow.margin < 0
+
+
+def test_carry_chain_block_ram_and_ports():
+    """Input port -> CARRY4 S[0] -> CO[3] -> CARRY4 CI -> O[2] -> output port; a block RAM read with
+    and without its output register."""
+    from bdnn_hw.timing import analyze
+    from bdnn_hw.timing.delays import FAMILIES
+    from bdnn_hw.timing.sta import PORT_CLK_TO_OUT_PS, PORT_SETUP_PS
+    cdirs = {"CI": "input", "CYINIT": "input", "DI": "input", "S": "input", "O": "output", "CO": "output"}
+    cells = {
+        "c0": _cell("CARRY4", {"CI": ["0"], "CYINIT": ["0"], "DI": ["0"] * 4, "S": [3, "0", "0", "0"],
+                               "O": [20, 21, 22, 23], "CO": [24, 25, 26, 27]}, cdirs),
+        "c1": _cell("CARRY4", {"CI": [27], "CYINIT": ["0"], "DI": ["0"] * 4, "S": ["0"] * 4,
+                               "O": [30, 31, 32, 33], "CO": [34, 35, 36, 37]}, cdirs),
+    }
+    ports = {"a": {"direction": "input", "bits": [3]}, "y": {"direction": "output", "bits": [32]}}
+    rep = analyze(_netlist(cells, ports), 100.0, "xc7")
+    f = FAMILIES["xc7"]
+    # the CO[3] -> CI cascade is a dedicated wire: no routing allowance on it
+    expect = PORT_CLK_TO_OUT_PS + 1000 * f.net_ns(1) + 508 + 0 + 239 + 1000 * f.net_ns(1) + PORT_SETUP_PS
+    assert rep.worst["levels"] == 2 and rep.worst["lut_levels"] == 0
+    assert rep.worst["ns"] == pytest.approx(expect / 1000, abs=1e-3)
+    for reg, clk_to_out in ((0, 2454), (1, 882)):
+        ram = {"r": _cell("RAMB36E1", {"CLKARDCLK": [2], "DOADO": [5]}, {"CLKARDCLK": "input", "DOADO": "output"},
+                          {"DOA_REG": f"{reg:032b}"}),
+               "f": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [5], "Q": [6]}, FF_DIRS)}
+        r = analyze(_netlist(ram, {"clk": {"direction": "input", "bits": [2]}}), 100.0, "xc7")
+        assert r.worst["ns"] == pytest.approx((clk_to_out + 1000 * f.net_ns(1)) / 1000, abs=1e-3)
+        assert r.worst["levels"] == 0
+
+
+def test_hierarchy_names_the_unit_a_path_ends_in():
+    from bdnn_hw.timing import analyze
+    sub = {"attributes": {}, "ports": {"d": {"direction": "input", "bits": [2]}, "q": {"direction": "output", "bits": [3]},
+                                       "clk": {"direction": "input", "bits": [4]}},
+           "cells": {"l": _cell("LUT1", {"I0": [2], "O": [5]}, {"I0": "input", "O": "output"}),
+                     "f": _cell("FDRE", {"C": [4], "CE": ["1"], "R": ["0"], "D": [5], "Q": [3]}, FF_DIRS)},
+           "netnames": {}}
+    top = {"attributes": {"top": 1}, "ports": {"clk": {"direction": "input", "bits": [2]}},
+           "cells": {"u0": {"type": "sub", "connections": {"d": [7], "q": [8], "clk": [2]}, "port_directions": {}},
+                     "u1": {"type": "sub", "connections": {"d": [8], "q": [7], "clk": [2]}, "port_directions": {}}},
+           "netnames": {}}
+    rep = analyze({"modules": {"top": top, "sub": sub}}, 100.0, "xc7")
+    assert set(rep.per_unit) == {"u0", "u1"}
+    assert rep.worst["unit"] in ("u0", "u1") and rep.worst["levels"] == 1
+    assert rep.worst["start"].endswith("/f/Q") and rep.worst["end"].endswith("/f/D (D)")

@@ -181,7 +181,8 @@ def open_tool_evidence(a, fe, board, bdir: Path) -> dict:
     print(f"      {board.key}: every node in Verilator on {len(crops)} crop(s)"
           f"{'' if a.no_yosys else ', yosys synth_xilinx per RTL unit'}")
     sim, syn = open_hw.run(bdir / "codegen_hw_graph.onnx", board.fpga_part, bdir, crops,
-                           lambda x: exec_graph(fe.hw_graph, x), synth=not a.no_yosys, family=board.synth_family)
+                           lambda x: exec_graph(fe.hw_graph, x), synth=not a.no_yosys, family=board.synth_family,
+                           clock_mhz=board.fclk_mhz)
     if sim.get("ran"):
         print(f"      rtlsim: {sim['crops']} crop(s), {sim['mismatches']} mismatches, "
               f"{sim['seconds_per_crop']:.0f} s per crop ({len(sim['evidence']['verilator'])} node kinds in Verilator, "

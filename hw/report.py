@@ -87,12 +87,15 @@ def evidence_section(s: dict) -> str:
                 f"part: **{t['lut']:,} LUT** ({t['lutram']:,} as LUTRAM/SRL), {t['ff']:,} FF, {t['bram36']:g} BRAM36 "
                 f"(FINN: {syn['rtl_node_finn_lut']:,} LUT for the same RTL layers, yosys {syn['rtl_node_lut']:,}; "
                 f"FINN BRAM36 {syn['finn_bram36_total']:g}). Errors: {len(syn['errors'])}.", "",
-                "| RTL unit | kind | yosys LUT | LUTRAM | FF | BRAM36 | FINN LUT | FINN BRAM36 |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| RTL unit | kind | yosys LUT | LUTRAM | FF | BRAM36 | FINN LUT | FINN BRAM36 | worst path: levels (LUT), ns | est. Fmax |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for n, r in syn["units"].items():
             fl = "-" if r["finn_lut"] is None else f"{r['finn_lut']:,}"
+            t = r.get("timing")
+            tcols = (f"{t['levels']} ({t['lut_levels']}), {t['ns']:.2f} | {t['est_fmax_mhz']:g} MHz{'' if t['meets'] else ' (misses)'}"
+                     if t else "- | -")
             out.append(f"| {n} | {r['kind']} | {r['lut']:,} | {r['lutram']:,} | {r['ff']:,} | {r['bram36']:g} | {fl} | "
-                       f"{r['finn_bram36']:g} |")
+                       f"{r['finn_bram36']:g} | {tcols} |")
         out.append("\nMemstream rows: FINN estimates the MVAU as a whole, so only its weight-memory BRAM compares with "
                    "the streamer. `/bdnn_rtl` rows: the project's RTL for an HLS layer beside FINN's estimate for that "
                    "HLS layer.")

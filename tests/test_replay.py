@@ -9,6 +9,7 @@ from bdnn_hw.rtl.replay import ReplayShape
 
 CONV = ReplayShape(c=16, ifm_dim=5, k=3, ofm_dim=3, mh=8, simd=4, pe=2, batch=3)
 FC = ReplayShape(c=48, ifm_dim=1, k=1, ofm_dim=1, mh=12, simd=8, pe=3, batch=2)
+FC_B1 = ReplayShape(c=48, ifm_dim=1, k=1, ofm_dim=1, mh=12, simd=8, pe=3, batch=1)  # one window: the accumulate forwards
 
 
 def _case(s: ReplayShape, batches: int, seed: int):
@@ -34,7 +35,7 @@ def _simulate(s, maps, weights, thr, work, stall=0, seed=0, weight_words=None):
     return replay.unpack_outputs(r.outputs[0], n, s), r
 
 
-@pytest.mark.parametrize("s", [CONV, FC], ids=["conv3x3", "fc"])
+@pytest.mark.parametrize("s", [CONV, FC, FC_B1], ids=["conv3x3", "fc", "fc-batch1"])
 def test_replay_unit_equals_its_model_under_random_stalls(s, tmp_path):
     maps, weights, thr = _case(s, batches=3, seed=1)
     want = replay.reference(maps, weights, thr, s)

@@ -74,9 +74,10 @@ def _cycles_per_s(per_node: dict) -> float | None:
 
 
 def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path | None = None,
-               family: str = "xc7") -> dict:
+               family: str = "xc7", clock_mhz: float | None = None) -> dict:
     """yosys counts for every RTL unit beside FINN's estimate for its node, and totals; with
-    ``project_rtl`` also the project's RTL for FINN's HLS layers beside FINN's HLS estimate."""
+    ``project_rtl`` also the project's RTL for FINN's HLS layers beside FINN's HLS estimate; with
+    ``clock_mhz`` each unit's timing estimate (its worst path: levels, ns, estimated Fmax)."""
     from qonnx.custom_op.registry import getCustomOp
     units, errors = {}, []
     t0 = time.perf_counter()
@@ -87,11 +88,15 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
     for u in tqdm(todo, desc="yosys synth_xilinx per RTL unit", unit="unit", disable=not progress):
         inst = getCustomOp(model.get_node_from_name(u.node.split("/")[0]))
         try:
-            r = synthesize(u.unit.top, list(u.unit.files), u.unit.run_dir, family=family)
+            r = synthesize(u.unit.top, list(u.unit.files), u.unit.run_dir, family=family, clock_mhz=clock_mhz)
         except SynthError as e:
             errors.append(str(e))
             continue
-        rec = {"kind": u.kind, **{k: v for k, v in r.items() if k != "cells"}}
+        rec = {"kind": u.kind, **{k: v for k, v in r.items() if k not in ("cells", "timing")}}
+        if r.get("timing"):
+            t = r["timing"]
+            rec["timing"] = {**t["worst"], "est_fmax_mhz": t["est_fmax_mhz"], "meets": t["meets"], "margin": t["margin"],
+                             "levels_distribution": t["levels_distribution"]}
         if u.kind.endswith("/memstream"):
             # FINN estimates the MVAU as a whole; only its weight memory compares with the streamer
             rec["finn_bram36"] = inst.bram_estimation(fpga_part) / 2.0
@@ -129,7 +134,7 @@ def unit_synth(model, fpga_part: str, progress: bool = True, project_rtl: Path |
 
 
 def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, reference,
-        synth: bool = True, progress: bool = True, family: str = "xc7") -> tuple[dict, dict]:
+        synth: bool = True, progress: bool = True, family: str = "xc7", clock_mhz: float | None = None) -> tuple[dict, dict]:
     """The whole stage; (sim, rtl_synth) for the summary. Missing tools are reported, not faked."""
     import json
 
@@ -147,7 +152,8 @@ def run(codegen_graph: Path, fpga_part: str, out: Path, crops: np.ndarray, refer
     elif missing["yosys"]:
         syn = {"ran": False, "reason": missing["yosys"]}
     else:
-        syn = unit_synth(model, fpga_part, progress, project_rtl=Path(out) / "project_rtl", family=family)
+        syn = unit_synth(model, fpga_part, progress, project_rtl=Path(out) / "project_rtl", family=family,
+                         clock_mhz=clock_mhz)
     Path(out).mkdir(parents=True, exist_ok=True)
     tmp = Path(out) / "rtlsim.json.tmp"
     tmp.write_text(json.dumps({"sim": sim, "rtl_synth": syn}, indent=1, default=float))

@@ -22,8 +22,9 @@
 // when both buffers have room): address in two registered stages, the input-buffer read, the
 // XNOR popcount as leaf sums of GROUP lanes and an adder tree with a register every TREE_PER_STAGE
 // levels (as bnn_mvau), the accumulator read, the accumulate (and its write), the threshold
-// compare, the output-buffer write. An accumulator entry recurs only every B * OFM_DIM^2 steps, so
-// reading it two stages before its write is safe (checked: at least 3 windows per batch).
+// compare, the output-buffer write. An accumulator entry recurs only every B * OFM_DIM^2 steps: it is
+// read one stage before its write, which is safe from two windows per batch on; with one (a fully
+// connected layer at B = 1) the accumulate forwards its own result to the next step.
 module bnn_mvtu_replay #(
 	int unsigned  C = 64,            // input channels per pixel
 	int unsigned  IFM_DIM = 7,       // input map side, padding included
@@ -83,7 +84,6 @@ module bnn_mvtu_replay #(
 		if (C % SIMD != 0 || MH % PE != 0) $error("bnn_mvtu_replay: SIMD must divide C and PE must divide MH");
 		if (IFM_DIM != OFM_DIM + K - 1) $error("bnn_mvtu_replay: IFM_DIM must be OFM_DIM + K - 1 (stride 1, padding in the input)");
 		if (T_BITS < $clog2(MW + 2)) $error("bnn_mvtu_replay: T_BITS must hold MW + 1");
-		if (JN < 3) $error("bnn_mvtu_replay: the accumulator pipeline needs at least 3 windows per batch (B * OFM_DIM^2)");
 	end
 
 	// ---- input buffer: two banks of B padded maps (synchronous read: block RAM) ---------------
@@ -197,11 +197,13 @@ module bnn_mvtu_replay #(
 	logic [PE*T_BITS-1:0]  thr [NF];
 	initial if (THRESH_FILE != "") $readmemh(THRESH_FILE, thr);
 
-	logic [PE*ACC_BITS-1:0]  acc_q, pc_q, sum_q;
+	logic [PE*ACC_BITS-1:0]  acc_q, pc_q, sum_q, sums;
 	logic [PE*T_BITS-1:0]  thr_q, thr_q2;
+	always_comb for (int unsigned p = 0; p < PE; p++)
+		sums[p*ACC_BITS +: ACC_BITS] = acc_q[p*ACC_BITS +: ACC_BITS] + pc_q[p*ACC_BITS +: ACC_BITS];
 	always_ff @(posedge clk) begin
 		// S_RD: the window's partial sums (zero at the first synapse fold), the step's popcounts
-		acc_q <= ctl[S_TREE].first ? '0 : acc[ctl[S_TREE].j];
+		acc_q <= ctl[S_TREE].first ? '0 : (JN == 1 && ctl[S_RD].v) ? sums : acc[ctl[S_TREE].j];
 		for (int unsigned p = 0; p < PE; p++) pc_q[p*ACC_BITS +: ACC_BITS] <= ACC_BITS'(g_lvl[LEVELS].node[p][0]);
 		thr_q <= thr[ctl[S_TREE].nf];
 		// S_ADD
@@ -209,9 +211,6 @@ module bnn_mvtu_replay #(
 			sum_q[p*ACC_BITS +: ACC_BITS] <= acc_q[p*ACC_BITS +: ACC_BITS] + pc_q[p*ACC_BITS +: ACC_BITS];
 		thr_q2 <= thr_q;
 	end
-	logic [PE*ACC_BITS-1:0]  sums;
-	always_comb for (int unsigned p = 0; p < PE; p++)
-		sums[p*ACC_BITS +: ACC_BITS] = acc_q[p*ACC_BITS +: ACC_BITS] + pc_q[p*ACC_BITS +: ACC_BITS];
 	always_ff @(posedge clk) if (ctl[S_RD].v && !ctl[S_RD].last) acc[ctl[S_RD].j] <= sums;
 
 	logic [PE-1:0]  obits;

@@ -343,8 +343,10 @@ def run_vivado_stages(folded_graph: Path, board: Board, out: Path, golden_in: np
         model = step(model, cfg)
         done.append(step.__name__)
     ver = sorted((out / "verification_output").glob("*stitched_ip_rtlsim*")) if (out / "verification_output").exists() else []
+    from .timing import vivado as vivado_timing
+    timing = vivado_timing.sign_off(out, board.fclk_mhz)   # raises TimingViolation on negative WNS
     return {"steps": done, "rtlsim_verification": [p.name for p in ver],
-            "rtlsim_passed": bool(ver) and all("SUCCESS" in p.name for p in ver)}
+            "rtlsim_passed": bool(ver) and all("SUCCESS" in p.name for p in ver), "timing": timing}
 
 
 def search_max_fps(hw_graph: Path, board: Board, out: Path, role_cfg: dict | None, layer_names: list[str],

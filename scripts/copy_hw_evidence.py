@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "sw"))
 from bdnn.contract import DEPLOY_DIR, HW_EVIDENCE_DIR, MODEL_SHA_KEY, model_sha256  # noqa: E402  (numpy only)
-KEYS = ("rtl_lint", "sim", "rtl_synth", "stitched_sim", "synth")
+KEYS = ("rtl_lint", "sim", "rtl_synth", "stitched_sim", "synth", "timing")
 # the per-node / per-unit lists stay in build/; the figures the README quotes come along
 CONDENSED = {"rtl_lint": ("ran", "units", "files", "errors", "warnings"),
              "sim": ("crops", "mismatches", "seconds_per_crop", "source"),
@@ -35,7 +35,7 @@ def main():
     for board in a.boards:
         src = Path(a.build) / board / "summary.json"
         s = json.loads(src.read_text())
-        missing = [k for k in KEYS if not (s.get(k) or {}).get("ran")]
+        missing = [k for k in KEYS if not (s.get(k) or {}).get("ran")]   # timing included: a record states its clock's verdict
         if missing:
             raise SystemExit(f"{src}: no hardware record for {missing} (run build_scripts/build_bdnn4.py --board {board})")
         rec = {"what": f"hardware evidence of build_scripts/build_bdnn4.py for the shipped {s['model'].upper()} "
@@ -85,8 +85,9 @@ def evidence_table(folder: Path) -> str:
     """One row per record: what the stitched simulation measured, what yosys counted, and whether
     the record's weights are the ones shipped in models/ now."""
     shipped_sha: dict[str, str | None] = {}  # each shipped model hashed once
-    rows = ["| model | board | design | crops stitched | mismatches | cycles/crop | crops/s (simulated) | LUT (yosys) "
-            "| BRAM36 (yosys) | fits | weights = models/ now |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | board | design | crops stitched | mismatches | cycles/crop | crops/s (simulated) | clock "
+            "| timing (pre-route estimate) | LUT (yosys) | BRAM36 (yosys) | fits | weights = models/ now |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in sorted(folder.glob("*.json")):
         r = json.loads(f.read_text())
         model = f.stem.split("_")[0]
@@ -96,8 +97,13 @@ def evidence_table(folder: Path) -> str:
             shipped = REPO / "models" / model
             shipped_sha[model] = model_sha256(shipped) if (shipped / "model.npz").exists() else None
         same = (shipped_sha[model] == r[MODEL_SHA_KEY]) if shipped_sha[model] and r.get(MODEL_SHA_KEY) else None
+        t = r.get("timing") or {}
+        timing = ("not estimated" if not t.get("ran") else
+                  f"{'meets' if t['meets'] else '**misses**'}: worst {t['worst']['ns']:.2f} ns, {t['worst']['levels']} levels, "
+                  f"est. Fmax {t['est_fmax_mhz']:g} MHz")
         rows.append(f"| {model} | {r['board']} | {design} | {st['crops']} | {st['mismatches']} | {st['cycles_per_crop']:,.0f} "
-                    f"| {st['measured_crops_per_s']:,.0f} | {sy['lut']:,} ({sy['lut'] / sy['lut_budget']:.0%}) "
+                    f"| {st['measured_crops_per_s']:,.0f} | {st.get('fclk_mhz', 0):g} MHz | {timing} "
+                    f"| {sy['lut']:,} ({sy['lut'] / sy['lut_budget']:.0%}) "
                     f"| {sy['bram36']:g} ({sy['bram36'] / sy['bram36_budget']:.0%}) | {'yes' if sy['fits'] else '**no**'} "
                     f"| {'yes' if same else ('no' if same is False else 'not recorded')} |")
     return "\n".join(rows)

@@ -1,6 +1,8 @@
 """The board build: both boards' summary.json, a clean stop without Vivado, reruns."""
 import json
 
+import pytest
+
 FIELDS = {"board", "fpga_part", "lut", "bram36", "dsp", "lut_budget", "bram36_budget", "fits", "fclk_mhz",
           "est_crops_per_s", "bit_exact_crops", "bit_exact_mismatches"}
 
@@ -76,3 +78,11 @@ def test_build_records_the_open_tool_evidence(tiny_model, tmp_path, finn_build_d
     assert whole["ran"] and whole["lut"] > 0 and whole["fits"] is True
     report = (out / "pynq-z2" / "report.md").read_text()
     assert "whole network as one all-RTL design" in report and "0 mismatches" in report
+    # the timing estimate of the whole design at the board's clock, its worst paths in the report
+    t = s["timing"]
+    assert t["ran"] and t["clock_mhz"] == 100.0 and t["family"] == "xc7" and "cells_sim.v" in t["delay_model"]
+    assert t["worst"]["ns"] > 0 and t["worst"]["levels"] >= 0 and t["est_fmax_mhz"] == pytest.approx(1000 / t["worst"]["ns"], rel=0.01)
+    assert t["meets"] == (t["worst"]["ns"] <= 10.0) and sum(t["levels_distribution"].values()) == t["endpoints"]
+    assert t["crops_per_s_at_clock"] == pytest.approx(100e6 / st["cycles_per_crop"], rel=1e-3)
+    assert len(whole["timing"]["paths"]) == 10 and "Timing (the whole stitched design)" in report
+    assert all("timing" in u for u in syn["units"].values())

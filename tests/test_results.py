@@ -89,12 +89,13 @@ def test_verified_points_are_the_shipped_weights_bit_exact_designs(tmp_path, tin
     ev.mkdir()
     sha = model_sha256(models / "bdnn4")
 
-    def record(name, sha, mismatches=0, fits=True, design="default"):
+    def record(name, sha, mismatches=0, fits=True, design="default", timing=None):
         (ev / f"{name}.json").write_text(json.dumps({
             "board": name.split("_")[1], "design": design, MODEL_SHA_KEY: sha,
-            "stitched_sim": {"mismatches": mismatches, "measured_crops_per_s": 1300.4},
-            "synth": {"fits": fits, "lut": 41913, "bram36": 113.0}}))
-    record("bdnn4_pynq-z2_fast", sha, design="--rtl-only")
+            "stitched_sim": {"mismatches": mismatches, "measured_crops_per_s": 1300.4, "fclk_mhz": 100.0},
+            "synth": {"fits": fits, "lut": 41913, "bram36": 113.0}, **({"timing": timing} if timing else {})}))
+    record("bdnn4_pynq-z2_fast", sha, design="--rtl-only",
+           timing={"ran": True, "meets": False, "est_fmax_mhz": 81.5, "crops_per_s_at_est_fmax": 1059.8})
     record("bdnn4_pynq-z2", "0" * 64)                        # other weights
     record("bdnn4_ultra96", sha, mismatches=1)               # not bit-exact
     record("bdnn4_ultra96_big", sha, fits=False)
@@ -103,7 +104,11 @@ def test_verified_points_are_the_shipped_weights_bit_exact_designs(tmp_path, tin
     assert [(p["board"], p["design"], p["crops_per_s"], p["fits"]) for p in pts] == [
         ("pynq-z2", "--rtl-only", 1300, True), ("ultra96", "default", 1300, False)]
     assert pts[0]["accuracy"] == pytest.approx(66.76)
-    assert "| pynq-z2 | bdnn4 | --rtl-only | 66.76 % | 1,300 | 41,913 / 113 | yes |" in verified_markdown(pts)
+    table = verified_markdown(pts)
+    # every rate states its clock and the timing estimate's verdict (a miss gives the rate at the estimated Fmax)
+    assert ("| pynq-z2 | bdnn4 | --rtl-only | 66.76 % | 1,300 | 100 MHz | **misses** (est. Fmax 81.5 MHz: 1,060 crops/s) "
+            "| 41,913 / 113 | yes |") in table
+    assert "| ultra96 | bdnn4 | default | 66.76 % | 1,300 | 100 MHz | not estimated |" in table
 
 
 def test_robustness_table_from_reports(tmp_path, tiny_model, capsys):
@@ -157,16 +162,21 @@ def test_targets_need_accuracy_and_rate_and_pick_the_most_accurate_fast_model():
     assert rows["BDNN4"]["met"] and rows["BDNN4, centre crop alone"]["met"]
     assert rows["BCNN4"]["measured"] is None and not rows["BCNN4"]["met"]
     hw = rows["hardware-aware model for the PYNQ-Z2"]
-    assert hw["gap"] > 0 and hw["rate"] == (990, "estimate") and not hw["met"]  # accurate enough, 10 crops/s short
+    assert hw["gap"] > 0 and hw["rate"] == (990, "FINN estimate") and not hw["met"]  # accurate enough, 10 crops/s short
     # Ultra96: the teacher is never a candidate, a design that does not fit neither, bdnn4 is too slow by estimate
     u96 = rows["most accurate model for the Ultra96"]
     assert (u96["model"], u96["met"]) == ("bdnn4-hw", True)
     # a verified design of the shipped weights counts: bdnn4 simulated above 3,000 on the Ultra96
-    verified = [{"model": "bdnn4", "board": "ultra96", "crops_per_s": 3530, "fits": True},
+    verified = [{"model": "bdnn4", "board": "ultra96", "crops_per_s": 3530, "fits": True, "clock_mhz": 200.0,
+                 "timing_meets": True, "est_fmax_mhz": 236.0},
                 {"model": "bdnn4-hw", "board": "pynq-z2", "crops_per_s": 1175, "fits": False}]
     rows = {r["target"]: r for r in target_rows(cards, est, verified)}
     assert rows["most accurate model for the Ultra96"]["model"] == "bdnn4"
-    assert rows["most accurate model for the Ultra96"]["rate"] == (3530, "simulated")
+    assert rows["most accurate model for the Ultra96"]["rate"] == (3530, "simulated at 200 MHz, timing est. meets")
+    # a design whose timing estimate misses its clock counts at its estimated Fmax: too slow then
+    slow = [{**verified[0], "timing_meets": False, "est_fmax_mhz": 150.0, "crops_per_s_at_est_fmax": 2647.5}]
+    r96 = {r["target"]: r for r in target_rows(cards, est, slow)}["most accurate model for the Ultra96"]
+    assert r96["model"] == "bdnn4-hw" and r96["rate"] == (3543, "FINN estimate")
     assert not rows["hardware-aware model for the PYNQ-Z2"]["met"]  # the design that is fast enough does not fit
     table = targets_markdown(list(rows.values()))
     assert "| BDNN3 | bdnn3 | 65.50 % | >= 65.51 % | -0.01 | — | **no** |" in table

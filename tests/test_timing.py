@@ -102,3 +102,125 @@ def test_hierarchy_names_the_unit_a_path_ends_in():
     assert set(rep.per_unit) == {"u0", "u1"}
     assert rep.worst["unit"] in ("u0", "u1") and rep.worst["levels"] == 1
     assert rep.worst["start"].endswith("/f/Q") and rep.worst["end"].endswith("/f/D (D)")
+
+
+def _mvau_timing(tmp_path, family: str, mhz: float, **params) -> dict:
+    """bnn_mvau synthesized alone (yosys synth_xilinx) with its timing estimate."""
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtlsim.synth import synthesize
+    p = ", ".join(f".{k}({v})" for k, v in params.items())
+    top = tmp_path / f"mvau_{family}_{abs(hash(p))}.sv"
+    top.write_text(
+        "module mvau_top (input logic clk, rst_n, input logic [511:0] in_tdata, input logic in_tvalid, output logic in_tready,\n"
+        "  input logic [511:0] w_tdata, input logic w_tvalid, output logic w_tready,\n"
+        "  output logic [15:0] out_tdata, output logic out_tvalid, input logic out_tready);\n"
+        f"  bnn_mvau #({p}, .IN_WIDTH(512), .W_WIDTH(512), .OUT_WIDTH(16)) u (.*);\nendmodule\n")
+    r = synthesize("mvau_top", [str(HDL / "bnn_mvau.sv"), str(HDL / "stream_fifo.sv"), str(top)], str(tmp_path),
+                   family=family, clock_mhz=mhz)
+    return r
+
+
+UNIT = dict(MW=1024, MH=16, SIMD=512, PE=1, IN_BITS=1, W_BITS=1, OUT_BITS=11)
+
+
+@pytest.mark.rtlsim
+@pytest.mark.parametrize("family,mhz", [("xc7", 100.0), ("xcup", 200.0)])
+def test_pipelined_mvau_meets_the_boards_clocks(tmp_path, family, mhz):
+    """512 lanes, pipelined as the build chooses for the clock: meets it with the margin the choice
+    asks for, and no register-to-register path deeper than the goal's LUT levels."""
+    from bdnn_hw.timing.pipeline import MARGIN, mvau_pipeline
+    pipe = mvau_pipeline(family, mhz, xnor=True)
+    r = _mvau_timing(tmp_path, family, mhz, **UNIT, **pipe.params())
+    t = r["timing"]
+    print(family, mhz, pipe, t["worst"], r["lut"], r["ff"])
+    assert t["meets"] and t["margin"] >= MARGIN - 0.02
+    assert t["worst"]["lut_levels"] <= (8 if mhz <= 100 else 5)
+
+
+@pytest.mark.rtlsim
+def test_the_same_mvau_unpipelined_fails_200_mhz(tmp_path):
+    """The check can fail: the whole 512-lane popcount in one stage (GROUP = 0) misses the
+    Ultra96's clock by the same analysis."""
+    r = _mvau_timing(tmp_path, "xcup", 200.0, **UNIT, GROUP=0, TREE_PER_STAGE=1)
+    t = r["timing"]
+    print(t["worst"])
+    assert not t["meets"] and t["worst"]["lut_levels"] >= 8
+
+
+def test_flattened_names_give_the_unit():
+    """A netlist flattened by yosys keeps hierarchical net names: a register is named by its net and
+    its unit is the first part of that name."""
+    from bdnn_hw.timing import analyze
+    cells = {
+        "$auto$1": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [4], "Q": [3]}, FF_DIRS),
+        "$auto$2": _cell("LUT1", {"I0": [3], "O": [4]}, {"I0": "input", "O": "output"}),
+    }
+    nl = _netlist(cells, {"clk": {"direction": "input", "bits": [2]}})
+    nl["modules"]["top"]["netnames"] = {"MVAU_3_i.core.acc": {"bits": [3], "hide_name": 0},
+                                        "$abc$9": {"bits": [4], "hide_name": 1}}
+    rep = analyze(nl, 100.0, "xc7")
+    assert rep.worst["start"] == "MVAU_3_i.core.acc" and rep.worst["end"] == "MVAU_3_i.core.acc (D)"
+    assert rep.worst["unit"] == "MVAU_3_i" and set(rep.per_unit) == {"MVAU_3_i"}
+
+
+REPORT = """------------------------------------------------------------------------------------------------
+| Design Timing Summary
+| ---------------------
+------------------------------------------------------------------------------------------------
+
+    WNS(ns)      TNS(ns)  TNS Failing Endpoints  TNS Total Endpoints      WHS(ns)      THS(ns)
+    -------      -------  ---------------------  -------------------      -------      -------
+     {wns}        0.000                      0                98765        0.021        0.000
+"""
+
+
+def test_vivado_sign_off_fails_on_negative_slack():
+    """The gated Vivado stage: the clock constraint it writes, and WNS < 0 in report_timing_summary
+    fails the build (the parser on Vivado's table layout)."""
+    from bdnn_hw.timing import vivado
+    assert vivado.clock_constraint(200.0) == "create_clock -name ap_clk -period 5.000 [get_ports ap_clk]\n"
+    ok = vivado.check(REPORT.format(wns="0.412"), 100.0)
+    assert ok["meets"] and ok["wns_ns"] == 0.412 and ok["fmax_mhz"] == pytest.approx(1000 / (10 - 0.412), abs=0.1)
+    with pytest.raises(vivado.TimingViolation, match="misses 200 MHz: WNS -0.731"):
+        vivado.check(REPORT.format(wns="-0.731"), 200.0)
+    with pytest.raises(ValueError, match="Design Timing Summary"):
+        vivado.parse_wns("no table here")
+
+
+@pytest.mark.rtlsim
+def test_the_weight_roms_ready_reaches_no_block_ram_address(tmp_path):
+    """bnn_weight_rom issues its reads on credit: the consumer's ready ends at the queue's read side,
+    never at a block RAM's address or enable. The single-cycle ROM before it drove the address from
+    ready (the check can fail)."""
+    import subprocess
+
+    import numpy as np
+
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtl.stitch import write_hex
+    from bdnn_hw.rtlsim.tools import yosys_cmd
+    from bdnn_hw.timing.sta import port_cone
+    from conftest import REPO
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "bnn_weight_rom.sv").write_text(subprocess.run(
+        ["git", "-C", str(REPO), "show", "5c7c38e:hw/rtl/hdl/bnn_weight_rom.sv"], capture_output=True, text=True,
+        check=True).stdout)
+    (old / "stream_fifo.sv").write_text((HDL / "stream_fifo.sv").read_text())
+    new = tmp_path / "new"
+    new.mkdir()
+    for f in ("bnn_weight_rom.sv", "stream_fifo.sv"):
+        (new / f).write_text((HDL / f).read_text())
+    cones = {}
+    for d in (old, new):
+        write_hex(np.random.default_rng(0).integers(0, 2**32, (512, 2), dtype=np.uint64).astype(np.uint32), 64, d / "w.dat")
+        subprocess.run([*yosys_cmd(), "-q", "-p",
+                        "read_slang -j 1 -D BDNN_YOSYS -G WIDTH=64 -G DEPTH=512 -G INIT_FILE=\"w.dat\" -G RAM_STYLE=\"block\" "
+                        "bnn_weight_rom.sv stream_fifo.sv --top bnn_weight_rom; "
+                        "synth_xilinx -flatten -family xc7 -noiopad -top bnn_weight_rom; write_json netlist.json"],
+                       cwd=d, check=True, capture_output=True)
+        cones[d.name] = port_cone(json.loads((d / "netlist.json").read_text()), "out_tready")
+    ram = lambda cone: {(t, p) for t, p in cone if t.startswith("RAMB")}
+    print(cones)
+    assert ram(cones["old"]), "the old ROM's ready should reach the block RAM (the check must be able to fail)"
+    assert not ram(cones["new"]) and cones["new"]

@@ -84,10 +84,6 @@ class TimingReport:
         return d
 
 
-def _bits(conn: list) -> list:
-    return [b for b in conn]
-
-
 def _int_param(v) -> int:
     if isinstance(v, int):
         return v
@@ -436,3 +432,34 @@ def build_timing(report: dict | None, cycles_per_crop: float | None, reason: str
         t["crops_per_s_at_clock"] = round(crops_per_s_at(cycles_per_crop, report["clock_mhz"]), 1)
         t["crops_per_s_at_est_fmax"] = round(crops_per_s_at(cycles_per_crop, min(report["clock_mhz"], report["est_fmax_mhz"])), 1)
     return t
+
+
+def port_cone(netlist: dict, port: str, top: str | None = None) -> set[tuple[str, str]]:
+    """The (cell type, pin) end points an input port reaches through combinational logic: e.g. that
+    a stream's ready reaches no block RAM address or enable."""
+    leaves, ins, _, _ = flatten(netlist, top)
+    sinks: dict = defaultdict(list)
+    for ci, c in enumerate(leaves):
+        for p, bits in c["conns"].items():
+            if c["dirs"].get(p, "input") != "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        sinks[b].append((ci, p))
+    seen, todo, ends = set(), [b for b in ins.get(port, []) if isinstance(b, int)], set()
+    while todo:
+        b = todo.pop()
+        if b in seen:
+            continue
+        seen.add(b)
+        for ci, p in sinks.get(b, []):
+            c = leaves[ci]
+            ct = cell_timing(c["type"])
+            if ct is None or ct.setup and not any(a == p or a.startswith(p + "[") for a, _ in ct.comb):
+                ends.add((c["type"], p))
+                if ct is None or not ct.comb:
+                    continue
+            for op, bits in c["conns"].items():
+                if c["dirs"].get(op) == "output" and ct is not None and any(
+                        (a == p or a.startswith(p + "[")) and (z == op or z.startswith(op + "[")) for a, z in ct.comb):
+                    todo += [x for x in bits if isinstance(x, int)]
+    return ends

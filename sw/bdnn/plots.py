@@ -70,11 +70,15 @@ def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None
             ax.annotate(p["model"], (p["crops_per_s"], p["accuracy"]), textcoords="offset points", xytext=(6, -3), fontsize=8)
         ver = [v for v in verified if v["board"] == board]
         for i, v in enumerate(ver):
+            # green: the timing estimate meets the clock the rate assumes; orange: it misses; grey: not estimated
+            col = {True: "tab:green", False: "tab:orange", None: "tab:grey"}[v.get("timing_meets")]
             ax.scatter(v["crops_per_s"], v["accuracy"], marker="s", s=70, zorder=2, linewidths=1.5,
-                       facecolors="tab:green" if v["fits"] else "none", edgecolors="tab:green",
+                       facecolors=col if v["fits"] else "none", edgecolors=col,
                        label=("simulated whole design (hollow: yosys says it does not fit)" if i == 0 else None))
-            ax.annotate(f"{v['crops_per_s']:,}", (v["crops_per_s"], v["accuracy"]), textcoords="offset points",
-                        xytext=(-4, 7), fontsize=7, color="tab:green", ha="center")
+            note = {True: "", False: " (timing misses)", None: " (timing not estimated)"}[v.get("timing_meets")]
+            ax.annotate(f"{v['crops_per_s']:,} @ {v.get('clock_mhz') or '?':g} MHz{note}" if v.get("clock_mhz")
+                        else f"{v['crops_per_s']:,}{note}", (v["crops_per_s"], v["accuracy"]), textcoords="offset points",
+                        xytext=(-4, 7), fontsize=6, color=col, ha="center")
         front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["crops_per_s"])
         if len(front) > 1:
             ax.plot([p["crops_per_s"] for p in front], [p["accuracy"] for p in front], "-", c="tab:blue", lw=1,
@@ -97,6 +101,8 @@ def plot_pareto(points: list[dict], path: Path, boards: dict, paper: dict | None
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
     axes[0][0].set_ylabel("FER2013 PrivateTest accuracy, five-crop mean (%)")
     fig.suptitle(title + ("\ncircles: FINN's estimate of each model's default build; squares: designs simulated whole "
-                          "in Verilator on real crops (measured rate) and synthesized by yosys" if verified else ""),
+                          "in Verilator on real crops (measured rate at the stated clock) and synthesized by yosys; "
+                          "square colour: pre-route timing estimate meets (green) / misses (orange) / not estimated (grey)"
+                          if verified else ""),
                  fontsize=10)
     fig.tight_layout(); fig.savefig(path, dpi=110, bbox_inches="tight"); plt.close(fig)

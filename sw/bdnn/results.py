@@ -135,19 +135,35 @@ def verified_points(cards: dict[str, dict], models_dir: Path, evidence_dir: Path
         st, sy = r["stitched_sim"], r["synth"]
         if shipped[model] != r[MODEL_SHA_KEY] or st.get("mismatches") != 0:
             continue  # other weights than the shipped ones, or not bit-exact: not this model's point
+        t = r.get("timing") or {}
         points.append({"model": model, "board": r["board"], "design": r.get("design", "default"),
                        "accuracy": 100 * cards[model]["accuracy"]["PrivateTest"]["acc_fivecrop_mean"],
                        "crops_per_s": round(st["measured_crops_per_s"]), "fits": bool(sy["fits"]),
-                       "lut": sy["lut"], "bram36": sy["bram36"]})
+                       "lut": sy["lut"], "bram36": sy["bram36"],
+                       # the clock the simulated rate assumes, and the pre-route estimate's verdict on it
+                       "clock_mhz": st.get("fclk_mhz"), "timing_meets": t.get("meets") if t.get("ran") else None,
+                       "est_fmax_mhz": t.get("est_fmax_mhz") if t.get("ran") else None,
+                       "crops_per_s_at_est_fmax": t.get("crops_per_s_at_est_fmax") if t.get("ran") else None})
     return points
 
 
+def timing_label(p: dict) -> str:
+    """The clock a verified rate assumes and what the timing estimate says of it."""
+    if p.get("timing_meets") is None:
+        return "not estimated"
+    if p["timing_meets"]:
+        return f"meets (est. Fmax {p['est_fmax_mhz']:g} MHz)"
+    return f"**misses** (est. Fmax {p['est_fmax_mhz']:g} MHz: {p['crops_per_s_at_est_fmax']:,.0f} crops/s)"
+
+
 def verified_markdown(points: list[dict]) -> str:
-    out = ["| board | model | design | PrivateTest (5-crop) | simulated crops/s | yosys LUT / BRAM36 | fits |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| board | model | design | PrivateTest (5-crop) | simulated crops/s | at clock | timing (pre-route estimate) "
+           "| yosys LUT / BRAM36 | fits |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p["board"], p["crops_per_s"])):
+        clock = f"{p['clock_mhz']:g} MHz" if p.get("clock_mhz") else "-"
         out.append(f"| {p['board']} | {p['model']} | {p['design']} | {p['accuracy']:.2f} % | {p['crops_per_s']:,} "
-                   f"| {p['lut']:,} / {p['bram36']:g} | {'yes' if p['fits'] else '**no**'} |")
+                   f"| {clock} | {timing_label(p)} | {p['lut']:,} / {p['bram36']:g} | {'yes' if p['fits'] else '**no**'} |")
     return "\n".join(out)
 
 
@@ -205,8 +221,18 @@ TARGETS = [
 def _fastest(model: str, board: str, estimates: dict, verified: list[dict]) -> tuple[int, str] | None:
     """The model's best rate on the board among designs that fit: a verified (simulated) design of its
     shipped weights, or FINN's estimate of its default build."""
-    rates = [(p["crops_per_s"], "simulated") for p in verified if p["model"] == model and p["board"] == board and p["fits"]]
-    rates += [(round(e["crops_per_s"]), "estimate") for e in estimates.get("estimates", [])
+    rates = []
+    for p in verified:
+        if p["model"] != model or p["board"] != board or not p["fits"]:
+            continue
+        clock = f" at {p['clock_mhz']:g} MHz" if p.get("clock_mhz") else ""
+        if p.get("timing_meets") is False:   # the estimate misses the clock: the rate at its estimated Fmax
+            rates.append((round(p["crops_per_s_at_est_fmax"]), f"simulated at the est. Fmax {p['est_fmax_mhz']:g} MHz"))
+        elif p.get("timing_meets"):
+            rates.append((p["crops_per_s"], f"simulated{clock}, timing est. meets"))
+        else:
+            rates.append((p["crops_per_s"], f"simulated{clock}, timing not estimated"))
+    rates += [(round(e["crops_per_s"]), "FINN estimate") for e in estimates.get("estimates", [])
               if e["model"] == model and e["board"] == board and e.get("fits", True)]
     return max(rates) if rates else None
 

@@ -133,8 +133,10 @@ module bnn_mvau #(
 			end
 			else begin
 				logic signed [LEAF_BITS-1:0]  v;
+				logic [1:0]  wc;   // W_BITS wide select: in XNOR mode (dead code here) a vector may be 1 bit
 				v = LEAF_BITS'($unsigned(xv[i*IN_BITS +: IN_BITS]));
-				unique case (wv[i*W_BITS +: 2])   // {-2,-1,0,1}: a choice of term, no multiplier
+				wc = 2'(wv[i*W_BITS +: W_BITS]);
+				unique case (wc)   // {-2,-1,0,1}: a choice of term, no multiplier
 					2'b01:   s += v;
 					2'b11:   s -= v;
 					2'b10:   s -= v <<< 1;

@@ -56,7 +56,7 @@ BOARDS: dict[str, Board] = {
                      # BDNN4 --rtl-only: 52,734 / 38,014 = 1.387 (1,765 crops/s), 41,913 / 30,622 = 1.369 (1,300)
                      # BRAM36: 155 - 143 = 12 (1,765), 113 - 101.5 = 11.5 (1,300)
                      rtl_whole_design_lut_factor=1.40, rtl_whole_design_bram36_extra=12.0),
-    # Ultra96: replay units too (session 13): with FINN's external mode BDNN2 and BDNN3 were DDR-bound at
+    # Ultra96: replay units too: with FINN's external mode BDNN2 and BDNN3 were DDR-bound at
     # 684 and 1,367 crops/s; with B = 5 they reach 3,418 and 3,543 (estimates). Models that keep every
     # weight on chip (BDNN4, bdnn4-hw, BCNN4 by default) have no replay unit and are unchanged
     "ultra96": Board("ultra96", "Ultra96", "xczu3eg-sbva484-1-e", 200.0, 70_560, 141_120, 216, 360, 128, 3000,

@@ -5,7 +5,7 @@
         [--parallel] [--deadline-min 12] [--epochs-scale 0.25] [--set key=value ...] [--data FER2013]
         [--ship-dir DIR] [--pack DIR] [--dry-run]
 
-Each run of the plan (``scripts/gpu_plans/next.json``; past leases' plans beside it) names
+Each run of the plan (``scripts/gpu_plans/next.json``; the plans of earlier GPU runs beside it) names
 ``bdnn train`` options; ``"epochs": "auto"`` fills the run's ``share`` (default 1) of the time left
 before the deadline, measured on the machine when the run starts (``bdnn.train.estimate_epoch_seconds``:
 real steps and a selection pass under the load of that moment). ``after``: start once those runs have finished; ``not_before`` (parallel
@@ -23,7 +23,7 @@ PublicTest, seconds, device); ``RUNS/<name>/worker.json`` and ``train.log`` in p
 exact accuracies) into ``DIR/<name>`` and the best per model on **PublicTest** is named (PrivateTest
 is reported, never used to choose); with ``--pack`` the small files (model.npz, teacher.npz,
 metrics, configs, plots, logs, shipped folders; never *.pt) are written as at most 8 tar files of at
-most 16 MiB into DIR, which is what a leased device machine can send back.
+most 16 MiB into DIR, which is what a borrowed GPU machine can send back.
 
 ``--prepare DIR`` (here, before a device session) writes what the device machine lacks into DIR,
 which must be git-ignored: FER2013 Training + PublicTest packed losslessly (xz, about 50 MB;

@@ -80,7 +80,7 @@ def png_header_only(path, width, height):
 
 
 def test_large_and_hostile_images_get_a_per_file_error_and_the_batch_goes_on(tmp_path, tiny_model, capsys):
-    """Issue 14 (3): hundreds of megapixels, a decompression bomb, a colour mode Pillow cannot
+    """Untrusted images: hundreds of megapixels, a decompression bomb, a colour mode Pillow cannot
     convert, garbage after a valid header: each file gets its error (the limit stated), the rest run."""
     from bdnn.images import MAX_PIXELS
     good, _ = make_images(tmp_path)
@@ -256,7 +256,7 @@ def test_commands_name_the_missing_extra(tmp_path, tiny_model, capsys, monkeypat
 
 
 def test_startup_imports_no_heavy_dependency():
-    """Issue 14 (1): the CLI and the on-board path import neither torch, FINN nor OpenCV."""
+    """The CLI and the on-board path import neither torch, FINN nor OpenCV."""
     import subprocess
     code = ("import sys; from bdnn.cli import build_parser; build_parser(); import bdnn.backends, bdnn.live, "
             "bdnn.contract, bdnn.predict, bdnn.images, bdnn.evaluate, bdnn.results; "

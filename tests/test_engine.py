@@ -36,7 +36,7 @@ def test_numpy_fallback_equals_the_c_kernel(tiny_model, private_crops, monkeypat
 
 @pytest.mark.parametrize("broken", ["source", "compiler"])
 def test_engine_falls_back_to_numpy_with_a_note(tiny_model, private_crops, monkeypatch, tmp_path, capfd, broken):
-    """Issue 14 (2): a plain install without the kernel source, or no working C compiler:
+    """A plain install without the kernel source, or no working C compiler:
     same results from the numpy kernel, and a note saying so."""
     import bdnn.engine as eng
     crops, _ = private_crops

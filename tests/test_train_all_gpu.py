@@ -52,7 +52,7 @@ BUDGET = ["--set", "max_train_batches=2", "--set", "max_eval_faces=8", "--set", 
 
 
 def test_the_shipped_plans_are_valid(script, capsys):
-    """The default plan (the next lease's) and every past lease's plan in scripts/gpu_plans/ load."""
+    """The default plan (the next GPU run's) and the plans of earlier GPU runs in scripts/gpu_plans/ load."""
     assert script.main(["--dry-run", "--runs", "/nonexistent/runs"]) == 0
     out = capsys.readouterr().out
     assert "plan: bdnn4-warm-ft (bdnn4, 0/auto epochs done, after bdnn4-warm)" in out
@@ -62,9 +62,9 @@ def test_the_shipped_plans_are_valid(script, capsys):
     for plan in plans:
         assert script.main(["--dry-run", "--plan", str(plan), "--runs", "/nonexistent/runs"]) == 0, plan
     out = capsys.readouterr().out
-    assert "plan: teacher-vgg" in out and "/nonexistent/runs/teacher-vgg" in out   # lease 2
+    assert "plan: teacher-vgg" in out and "/nonexistent/runs/teacher-vgg" in out   # teacher_then_levers.json
     assert "bdnn4-long (bdnn4, 0/auto epochs done, not before teacher-vgg ended)" in out
-    assert "plan: bdnn4hw-warm-kd-robust" in out and "plan: bcnn4-warm-kd-ft" in out   # lease 3
+    assert "plan: bdnn4hw-warm-kd-robust" in out and "plan: bcnn4-warm-kd-ft" in out   # warm_restarts_kd*.json
 
 
 def test_plan_trains_resumes_ships_and_packs(script, packed, tmp_path, capsys):

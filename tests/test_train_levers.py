@@ -1,4 +1,4 @@
-"""Issue 13's training levers on a tiny budget: label smoothing, robustness augmentations, a
+"""The training levers on a tiny budget: label smoothing, robustness augmentations, a
 full-precision teacher and distillation from it, two-stage training (latent-weight stage first)."""
 import json
 

@@ -1,4 +1,4 @@
-"""Issue 14 (1) and (2): the package as a user installs it on a board.
+"""The package as a user installs it on a board.
 
 The wheel is built from a copy of the sources and installed with plain pip (not editable) into a
 fresh venv holding numpy < 2 and Pillow only -- a PYNQ image without torch, FINN or OpenCV.

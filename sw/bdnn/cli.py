@@ -284,7 +284,7 @@ def _add_results(sub):
                    help="--plot, --targets: verified-design records to add as measured points (default: the source "
                         "checkout's docs/hw_evidence/ when there is one; '' for none)")
     p.add_argument("--targets", action="store_true",
-                   help="also print issue 13's targets beside the shipped models: PrivateTest accuracy, the gap, and "
+                   help="also print the project's targets beside the shipped models: PrivateTest accuracy, the gap, and "
                         "for a board target the best fitting rate (a verified design, else FINN's estimate)")
     p.add_argument("--robustness", action="store_true",
                    help="also print the accuracy drop per perturbation of every shipped model that has a "

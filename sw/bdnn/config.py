@@ -47,7 +47,7 @@ class TrainConfig:
     init_from: str = _f("", "start from this checkpoint's weights, or a shipped model folder's (its binary "
                             "weights, latent magnitudes reset), with a fresh optimizer and schedule (warm "
                             "restarts, fine-tuning); the run records where it started")
-    # -- levers of issue 13; each default leaves a recipe exactly as it was -------------------------
+    # -- training levers; each default leaves a recipe exactly as it was -------------------------
     label_smoothing: float = _f(0.0, "ce: label smoothing (0: none)")
     robust_augment: str = _f("", "robustness augmentations of the 48x48 faces before cropping, a comma list of "
                                  "shift, blur, contrast, brightness, noise, jpeg (or all); each hits a face with "

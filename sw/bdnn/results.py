@@ -176,7 +176,7 @@ def pareto_markdown(points: list[dict]) -> str:
 
 # -- robustness (bdnn evaluate --perturb) ------------------------------------------------------------
 ROBUSTNESS_FILE = "robustness.json"
-ROBUSTNESS_LIMIT = 2.0  # points: issue 13's aim for every common perturbation
+ROBUSTNESS_LIMIT = 2.0  # points: the project's aim for every common perturbation
 
 
 def robustness_markdown(models_dir: Path) -> str:
@@ -204,7 +204,7 @@ def robustness_markdown(models_dir: Path) -> str:
     return "\n".join(out)
 
 
-# -- issue 13's targets: where each stands -----------------------------------------------------------
+# -- the project's targets: where each stands -----------------------------------------------------------
 # (target, shipped model or None for "the most accurate model that is fast enough", card metric,
 #  PrivateTest minimum in % or None, board, crops/s minimum on it or None)
 TARGETS = [

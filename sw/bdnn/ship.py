@@ -100,7 +100,7 @@ def run_lineage(run: Path) -> list[dict]:
 
 
 def _parent_run(checkpoint: Path, child: Path) -> Path:
-    """The run folder of a parent checkpoint. A run trained on a leased device names the device's path
+    """The run folder of a parent checkpoint. A run trained on a borrowed device names the device's path
     (/tmp/gpu_runs3/X/best.pt); here its results sit in some folder of runs (runs/gpu3/X): look for
     the one run of that name beside the child or one folder up."""
     run = checkpoint.resolve().parent

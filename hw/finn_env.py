@@ -38,8 +38,9 @@ def ensure_finn(build_dir: str | os.PathLike | None = None) -> None:
         finn.xsi.SimEngine = None  # the builder imports it at module level; rtlsim is gated separately
     from finn.util import settings
     if settings._SETTINGS is None:
+        from finn.util.exception import FINNUserError
         try:
             settings.get_settings()
-        except Exception:
+        except FINNUserError:   # no FINN settings file: what a machine without Xilinx tools has
             settings.initialize_dummy_settings()
     _READY = True

@@ -270,12 +270,8 @@ def run_estimates(hw_graph: Path, board: Board, out: Path, target_fps: int | Non
     per_layer = {}
     for k in layers:
         inst = getCustomOp(model.get_node_from_name(k))
-        attrs = {}
-        for a in ("PE", "SIMD", "ram_style", "mem_mode"):
-            try:
-                attrs[a] = inst.get_nodeattr(a)
-            except Exception:
-                pass
+        known = inst.get_nodeattr_types()   # not every layer has every folding attribute
+        attrs = {a: inst.get_nodeattr(a) for a in ("PE", "SIMD", "ram_style", "mem_mode") if a in known}
         per_layer[k] = {"role": roles.get(k), **attrs, "cycles": cycles.get(k), **res[k]}
     bottleneck = perf.get("max_cycles_node_name")
     return {

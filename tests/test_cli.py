@@ -199,7 +199,8 @@ def test_every_option_has_help_and_fixed_sets_have_choices():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     fixed = {"--backend": {"cpu", "brevitas", "finn-sim", "pynq"}, "--split": {"Training", "PublicTest", "PrivateTest"},
-             "--arch": {"bdnn2", "bdnn3", "bdnn4", "bcnn4", "bdnn4-hw", "bdnn4-hw-gp", "teacher-vgg", "teacher-vgg-small"}, "--loss": {"hinge", "sqhinge", "ce"},
+             "--arch": {"bdnn2", "bdnn3", "bdnn4", "bcnn4", "bdnn4-hw", "bdnn4-hw-gp", "teacher-vgg", "teacher-vgg-small",
+                       "teacher-vgg-wide"}, "--loss": {"hinge", "sqhinge", "ce"},
              "--schedule": {"cosine", "onecycle", "constant"}, "--optimizer": {"adam", "sgd"},
              "--augment": {"fivecrop", "random"}, "--combine": {"mean", "vote"}}
     seen = set()

@@ -130,7 +130,6 @@ def _check_arrays(pixels: object, labels: object, usage: object, source: str) ->
             raise DataError(f"{source}: array '{name}' has dtype {arr.dtype}, expected uint8")
         if arr.ndim != ndim:
             raise DataError(f"{source}: array '{name}' has shape {arr.shape}, expected {ndim} dimension(s)")
-    assert isinstance(pixels, np.ndarray) and isinstance(labels, np.ndarray) and isinstance(usage, np.ndarray)
     if pixels.shape[1:] != (FACE_SIZE, FACE_SIZE):
         raise DataError(
             f"{source}: array 'pixels' has shape {pixels.shape}, expected (N, {FACE_SIZE}, {FACE_SIZE})"

@@ -283,8 +283,13 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
                 weight_ports.append((port, n.name, wwidth))
                 decls += [f"\tinput\tlogic [{wwidth}-1:0]  {port}_TDATA,", f"\tinput\tlogic  {port}_TVALID,",
                           f"\toutput\tlogic  {port}_TREADY,"]
-                body.append(f"\tassign {wname}_tdata = {port}_TDATA;\n\tassign {wname}_tvalid = {port}_TVALID;\n"
-                            f"\tassign {port}_TREADY = {wname}_tready;")
+                # a two-entry FIFO on the port: ready and valid registered on both sides (the unit's ready
+                # never reaches the DMA's logic, nor the DMA's valid the unit's), one word per cycle
+                body.append(f"\tlogic [$clog2(3)-1:0]  {wname}_skid_max, {wname}_skid_cur;\n"
+                            f"\tstream_fifo #(.WIDTH({wwidth}), .DEPTH(2)) {wname}_skid (.clk(ap_clk), .rst_n(ap_rst_n), "
+                            f".limit($clog2(3)'(2)),\n\t\t.in_tdata({port}_TDATA), .in_tvalid({port}_TVALID), .in_tready({port}_TREADY),\n"
+                            f"\t\t.out_tdata({wname}_tdata), .out_tvalid({wname}_tvalid), .out_tready({wname}_tready),\n"
+                            f"\t\t.max_count({wname}_skid_max), .cur_count({wname}_skid_cur));")
             else:
                 raise ValueError(f"{n.name}: mem_mode {mode!r} (the RTL MVAU takes its weights as a stream: "
                                  "internal_decoupled or external)")

@@ -228,8 +228,8 @@ def test_project_rtl_as_finn_ops_rtl_only(dense_codegen, private_crops, tmp_path
     assert "bnn_mvau.sv" in tcl and "memstream" in tcl and f"-reference {mv.name}" in tcl
 
 
-@pytest.mark.parametrize("style", ["auto", "distributed", "block"])
-def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style):
+@pytest.mark.parametrize("style,depth", [("auto", 37), ("distributed", 37), ("block", 37), ("distributed", 700)])
+def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style, depth):
     """bnn_weight_rom (the stitched design's on-chip weights): every word in order, wrapping
     around, under 30 % random back-pressure; the placement's style reaches synthesis (LUTs for
     distributed, BRAM for block)."""
@@ -237,7 +237,7 @@ def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style):
     from bdnn_hw.rtl.stitch import write_hex
     from bdnn_hw.rtlsim.harness import Unit, axis, simulate
     from bdnn_hw.rtlsim.synth import synthesize
-    width, depth = 100, 37
+    width = 100   # depth 700 in LUTs: read in two stages (64-word banks, then the bank)
     words = np.random.default_rng(7).integers(0, 2**32, (depth, 4), dtype=np.uint64).astype(np.uint32)
     words[:, 3] &= (1 << (width - 96)) - 1
     write_hex(words, width, tmp_path / "w.dat")

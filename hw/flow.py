@@ -213,10 +213,10 @@ def policy_rom_bram36(model, board: Board) -> float:
         if inst.get_nodeattr("mem_mode") != "internal_decoupled" or inst.get_nodeattr("ram_style") != "distributed":
             continue
         mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
-        if policy.rom_style("distributed", mw * mh) != "block":  # the stitched design's own decision
+        depth = mw * mh // (inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE"))
+        if policy.rom_style("distributed", mw * mh, depth) != "block":  # the stitched design's own decision
             continue
         width = inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE") * inst.get_input_datatype(1).bitwidth()  # weights
-        depth = mw * mh // (inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE"))
         total += math.ceil(width / 72) * math.ceil(depth / 512)
     return float(total)
 

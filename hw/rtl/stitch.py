@@ -47,12 +47,17 @@ class MemoryPolicy:
     def fifo_in_block(self, depth: int) -> bool:
         return self.fifo_block_min_depth is not None and depth >= self.fifo_block_min_depth
 
-    def rom_style(self, configured: str, bits: int) -> str:
+    def rom_style(self, configured: str, bits: int, depth: int = 0) -> str:
         if self.rom_block_min_bits is not None and bits >= self.rom_block_min_bits:
             return "block"
+        if depth > LUT_ROM_MAX_DEPTH and RAM_STYLES[configured] != "block":
+            return "block"   # a deeper read in LUTs is more levels than one clock allows (timing estimate)
         return RAM_STYLES[configured]
 
 
+# a weight ROM in LUTs reads through LUT6 + MUXF7 + MUXF8 per bit up to 256 words; deeper ones were
+# 7-12 LUT levels (bdnn4-hw's fc3, 8 x 7168: 8.5 ns at 100 MHz by the estimate), so they go to block RAM
+LUT_ROM_MAX_DEPTH = 256
 RAM_STYLES = {"auto": "auto", "block": "block", "distributed": "distributed", "ultra": "block"}  # no URAM on these parts
 
 
@@ -202,7 +207,7 @@ def _weight_rom(model, node, inst, work: Path, wire: str, width: int, cache: dic
     words, _ = weight_stream_golden(model, node, inst, cache)
     f = work / f"{node.name}_weights.dat"
     write_hex(words, width, f)
-    style = memory.rom_style(inst.get_nodeattr("ram_style"), inst.get_nodeattr("MW") * inst.get_nodeattr("MH"))
+    style = memory.rom_style(inst.get_nodeattr("ram_style"), inst.get_nodeattr("MW") * inst.get_nodeattr("MH"), len(words))
     return (f"\tbnn_weight_rom #(.WIDTH({width}), .DEPTH({len(words)}), .INIT_FILE(\"{f.resolve()}\"), "
             f".RAM_STYLE(\"{style}\")) {node.name}_wrom (.clk(ap_clk), .rst_n(ap_rst_n),\n"
             f"\t\t.out_tdata({wire}_tdata), .out_tvalid({wire}_tvalid), .out_tready({wire}_tready));")

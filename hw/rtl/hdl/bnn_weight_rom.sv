@@ -3,8 +3,7 @@
 //
 // Unlike FINN's memstream (an AXI-lite-writable memory with a multi-stage output pipeline, which
 // costs several word-wide registers per layer), this is a read-only memory:
-//   address register -> memory read register -> output register (block RAM's DO_REG) -> queue
-// (a deep memory in LUTs: address register -> 64-word banks -> bank select -> queue).
+//   address register -> memory read register -> output register (block RAM's DO_REG) -> queue.
 // Reads are issued on credit: at most QDEPTH words are in flight or queued, counted in a register,
 // so the consumer's ready reaches only the queue's read side, never the memory's address or a
 // word-wide clock enable, and the stream still delivers one word per cycle.
@@ -56,42 +55,23 @@ module bnn_weight_rom #(
 		end
 	end
 
-	// one branch per style: the attribute must be a literal on the memory itself. A memory in LUTs
-	// deeper than 256 words (one LUT6 + MUXF7 + MUXF8 per bit) is read in two stages: every 64-word
-	// bank at the low address bits (one LUT6 per bit), then the bank at the high ones
-	localparam bit  BANKED = (RAM_STYLE != "block") && (DEPTH > 256);
-	localparam int unsigned  NB = (DEPTH + 63) / 64;
-	if (RAM_STYLE == "block") begin : g_bram
+	// one branch per style: the attribute must be a literal on the memory itself
+	if (RAM_STYLE == "distributed") begin : g_lutram
+		(* rom_style = `BDNN_LUT_ROM *) logic [WIDTH-1:0]  mem [DEPTH];
+		initial $readmemh(INIT_FILE, mem);
+		always_ff @(posedge clk) r1 <= mem[addr];
+	end
+	else if (RAM_STYLE == "block") begin : g_bram
 		(* rom_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
 		initial $readmemh(INIT_FILE, mem);
 		always_ff @(posedge clk) r1 <= mem[addr];
-		always_ff @(posedge clk) r2 <= r1;
 	end
-	else if (!BANKED) begin : g_small
-		if (RAM_STYLE == "distributed") begin : g_lutram
-			(* rom_style = `BDNN_LUT_ROM *) logic [WIDTH-1:0]  mem [DEPTH];
-			initial $readmemh(INIT_FILE, mem);
-			always_ff @(posedge clk) r1 <= mem[addr];
-		end
-		else begin : g_auto
-			logic [WIDTH-1:0]  mem [DEPTH];
-			initial $readmemh(INIT_FILE, mem);
-			always_ff @(posedge clk) r1 <= mem[addr];
-		end
-		always_ff @(posedge clk) r2 <= r1;
-	end
-	else begin : g_banked
-		(* rom_style = `BDNN_LUT_ROM *) logic [WIDTH-1:0]  mem [NB * 64];
+	else begin : g_auto
+		logic [WIDTH-1:0]  mem [DEPTH];
 		initial $readmemh(INIT_FILE, mem);
-		logic [WIDTH-1:0]  bank_q [NB];
-		logic [A-7:0]  hi_q;
-		always_ff @(posedge clk) begin
-			for (int unsigned b = 0; b < NB; b++) bank_q[b] <= mem[{(A-6)'(b), addr[5:0]}];
-			hi_q <= addr[A-1:6];
-		end
-		always_ff @(posedge clk) r2 <= bank_q[hi_q];
-		assign  r1 = '0;   // unused: the banks are the first stage
+		always_ff @(posedge clk) r1 <= mem[addr];
 	end
+	always_ff @(posedge clk) r2 <= r1;
 
 	logic  q_ready;
 	logic [QB-1:0]  q_max, q_cur;

@@ -237,7 +237,7 @@ def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style, depth):
     from bdnn_hw.rtl.stitch import write_hex
     from bdnn_hw.rtlsim.harness import Unit, axis, simulate
     from bdnn_hw.rtlsim.synth import synthesize
-    width = 100   # depth 700 in LUTs: read in two stages (64-word banks, then the bank)
+    width = 100   # depth 700: a deep memory (the stitched design puts such ones in block RAM)
     words = np.random.default_rng(7).integers(0, 2**32, (depth, 4), dtype=np.uint64).astype(np.uint32)
     words[:, 3] &= (1 << (width - 96)) - 1
     write_hex(words, width, tmp_path / "w.dat")

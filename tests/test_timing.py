@@ -224,3 +224,17 @@ def test_the_weight_roms_ready_reaches_no_block_ram_address(tmp_path):
     print(cones)
     assert ram(cones["old"]), "the old ROM's ready should reach the block RAM (the check must be able to fail)"
     assert not ram(cones["new"]) and cones["new"]
+
+
+def test_probe_ports_start_and_end_no_path():
+    """The stitched design's simulation probes are top-level ports but not hardware: ignored."""
+    from bdnn_hw.rtl.stitch import PROBE_PORTS
+    from bdnn_hw.timing import analyze
+    cells = {"f": _cell("FDRE", {"C": [2], "CE": ["1"], "R": ["0"], "D": [3], "Q": [4]}, FF_DIRS),
+             "l": _cell("LUT6", {**{f"I{i}": [4] for i in range(6)}, "O": [5]}, {**{f"I{i}": "input" for i in range(6)}, "O": "output"})}
+    ports = {"clk": {"direction": "input", "bits": [2]}, "d": {"direction": "input", "bits": [3]},
+             "e7_max": {"direction": "output", "bits": [5]}}
+    with_probe = analyze(_netlist(cells, ports), 100.0, "xc7")
+    without = analyze(_netlist(cells, ports), 100.0, "xc7", ignore_ports=PROBE_PORTS)
+    assert with_probe.worst["end"] == "port e7_max[0]" and with_probe.worst["levels"] == 1
+    assert without.worst["end"] == "f/D (D)" and without.worst["levels"] == 0

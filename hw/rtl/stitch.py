@@ -33,6 +33,9 @@ TOP = "bdnn_top"
 MVAU_OPS = ("MVAU_hls", "MVAU_bdnn_rtl")  # the project's MVAU core (as a wrapper or a FINN op) takes weights as a stream
 WEIGHT_STREAM_OPS = MVAU_OPS + REPLAY_OPS  # the replay unit (replay_op.py): weights always a top-level stream
 MIN_DEPTH = 2
+# the top level's simulation probes (FIFO high-water marks and occupancies, their run-time caps, the
+# activity flag): not part of the hardware, so the timing estimate starts and ends no path there
+PROBE_PORTS = r"activity|.*_(max|cur|limit)"
 WEIGHT_MEMORIES = ("rom", "memstream")
 
 

@@ -96,7 +96,8 @@ _FALLBACK_ERRORS = ("invalid OPTION_ABITS/WIDTH combination",)
 
 
 def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800,
-               family: str = FAMILY, hierarchy: bool = False, clock_mhz: float | None = None) -> dict:
+               family: str = FAMILY, hierarchy: bool = False, clock_mhz: float | None = None,
+               timing_ignore_ports: str | None = None) -> dict:
     """Synthesize one unit for ``family`` (synth_xilinx's: xc7, xcup, ...); returns the counts (see
     ``count_cells``) and the family they were counted in, cached by content. A known yosys mapping
     failure of ``family`` falls back to ``FALLBACK_FAMILY`` with the reason in ``family_note``.
@@ -108,12 +109,12 @@ def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: 
     ``clock_mhz``: also write the mapped netlist and add ``timing``, the pre-route path analysis of
     it at that clock (``bdnn_hw.timing``: the worst paths, levels, estimated Fmax)."""
     try:
-        return _synthesize(top, files, run_dir, timeout, family, hierarchy, clock_mhz)
+        return _synthesize(top, files, run_dir, timeout, family, hierarchy, clock_mhz, timing_ignore_ports)
     except SynthError as e:
         fb = FALLBACK_FAMILY.get(family)
         if fb is None or not any(m in str(e) for m in _FALLBACK_ERRORS):
             raise
-        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy, clock_mhz)
+        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy, clock_mhz, timing_ignore_ports)
         return {**res, "family_note": f"-family {family} failed ({str(e).splitlines()[-1][:160]}); counted as {fb}"}
 
 
@@ -144,12 +145,13 @@ def instance_counts(modules: dict, top: str) -> tuple[dict, dict[str, dict]]:
 
 
 def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, family: str,
-                hierarchy: bool = False, clock_mhz: float | None = None) -> dict:
+                hierarchy: bool = False, clock_mhz: float | None = None, timing_ignore_ports: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
         t = Path(t)
         names = _stage(list(files), run_dir, t)
         h = hashlib.sha256(json.dumps([top, family, names] + (["hierarchy"] if hierarchy else [])
-                                      + ([f"timing@{clock_mhz:g}", _timing_version()] if clock_mhz else [])).encode())
+                                      + ([f"timing@{clock_mhz:g}", _timing_version(), timing_ignore_ports or ""]
+                                         if clock_mhz else [])).encode())
         for p in sorted(t.iterdir()):
             h.update(p.name.encode())
             h.update(p.read_bytes())
@@ -169,7 +171,8 @@ def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, f
         timing = None
         if clock_mhz:
             from ..timing import analyze_file
-            timing = analyze_file(t / "netlist.json", clock_mhz, family if family in _TIMED else "xc7", top).to_dict()
+            timing = analyze_file(t / "netlist.json", clock_mhz, family if family in _TIMED else "xc7", top,
+                                  ignore_ports=timing_ignore_ports).to_dict()
     if hierarchy:
         cells, inst = instance_counts(stat["modules"], top)
         res = {**count_cells(cells), "family": family, "instances": inst}

@@ -191,10 +191,17 @@ def _lookup(table: dict, keys: list[str]):
 
 
 def analyze(netlist: dict, clock_mhz: float, family: str = "xc7", top: str | None = None,
-            n_paths: int = 10) -> TimingReport:
-    """The timing estimate of a mapped netlist at ``clock_mhz`` on ``family``'s fabric."""
+            n_paths: int = 10, ignore_ports: str | None = None) -> TimingReport:
+    """The timing estimate of a mapped netlist at ``clock_mhz`` on ``family``'s fabric.
+    ``ignore_ports``: a regular expression of top-level ports that are not part of the hardware
+    (the stitched design's simulation probes) and start or end no path."""
     fam: Family = FAMILIES[family]
     leaves, in_ports, out_ports, netname = flatten(netlist, top)
+    if ignore_ports:
+        import re
+        skip = re.compile(ignore_ports)
+        in_ports = {p: b for p, b in in_ports.items() if not skip.fullmatch(p)}
+        out_ports = {p: b for p, b in out_ports.items() if not skip.fullmatch(p)}
 
     def label(ci: int, pin: str) -> str:
         """A register is named by the net it drives where that has a public name (as Vivado names a
@@ -390,8 +397,8 @@ def analyze(netlist: dict, clock_mhz: float, family: str = "xc7", top: str | Non
 
 
 def analyze_file(path: str | Path, clock_mhz: float, family: str = "xc7", top: str | None = None,
-                 n_paths: int = 10) -> TimingReport:
-    return analyze(json.loads(Path(path).read_text()), clock_mhz, family, top, n_paths)
+                 n_paths: int = 10, ignore_ports: str | None = None) -> TimingReport:
+    return analyze(json.loads(Path(path).read_text()), clock_mhz, family, top, n_paths, ignore_ports)
 
 
 def markdown(rep: TimingReport, title: str = "Timing estimate") -> str:

@@ -135,13 +135,14 @@ def test_readme_tables_are_the_generated_ones():
     verbatim in the README: a re-ship that forgets to regenerate them, or a hand edit, fails here."""
     from bdnn.contract import HW_EVIDENCE_DIR
     from bdnn.results import (load_cards, load_estimates, robustness_markdown, target_rows, targets_markdown,
-                              verified_points)
+                              verified_markdown, verified_points)
     from conftest import REPO
     models = REPO / "models"
     cards = load_cards(models)
     verified = verified_points(cards, models, REPO / HW_EVIDENCE_DIR)
     tables = {"results": markdown_table(results_rows(cards)), "robustness": robustness_markdown(models),
-              "targets": targets_markdown(target_rows(cards, load_estimates(), verified))}
+              "targets": targets_markdown(target_rows(cards, load_estimates(), verified)),
+              "verified designs (their clocks and timing)": verified_markdown(verified)}
     readme = set((REPO / "README.md").read_text().splitlines())
     stale = [f"{name}: {line}" for name, table in tables.items() for line in table.splitlines()
              if line.startswith("| ") and line not in readme]

@@ -217,7 +217,8 @@ def policy_rom_bram36(model, board: Board) -> float:
         if policy.rom_style("distributed", mw * mh, depth) != "block":  # the stitched design's own decision
             continue
         width = inst.get_nodeattr("SIMD") * inst.get_nodeattr("PE") * inst.get_input_datatype(1).bitwidth()  # weights
-        total += math.ceil(width / 72) * math.ceil(depth / 512)
+        from .rtl.replay import bram18_for
+        total += bram18_for(width, depth) / 2   # the best aspect ratio (a narrow, deep ROM is 4096 x 8 per BRAM36)
     return float(total)
 
 

@@ -89,9 +89,23 @@ module bnn_mvau #(
 	wire  pop = out_tvalid && out_tready;
 
 	logic [SIMD*IN_BITS-1:0]  ibuf [SF];  // the vector's SF beats, replayed for the other folds
-	always_ff @(posedge clk) if (step && nf == 0) ibuf[sf] <= in_tdata[SIMD*IN_BITS-1:0];
-
 	logic [SIMD*IN_BITS-1:0]  x0;
+	logic [SF_BITS-1:0]  sf0;
+	logic  fresh0;                         // the registered step read a fresh beat
+	always_ff @(posedge clk) begin
+		sf0 <= sf;
+		fresh0 <= rst_n && step && (nf == 0);
+	end
+	if (SF > 1) begin : g_ibuf_late
+		// written a cycle after its step from the registered beat, so the LUT RAM's write enable comes
+		// from a register; the same entry is read again SF >= 2 steps later at the earliest
+		always_ff @(posedge clk) if (fresh0) ibuf[sf0] <= x0;
+	end
+	else begin : g_ibuf_reg
+		// one entry (a register): the next fold reads it in the very next step
+		always_ff @(posedge clk) if (step && nf == 0) ibuf[0] <= in_tdata[SIMD*IN_BITS-1:0];
+	end
+
 	logic [PE*SIMD*W_BITS-1:0]  w0;
 	logic  v0, first0, last0;
 	always_ff @(posedge clk) begin

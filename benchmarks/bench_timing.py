@@ -6,6 +6,7 @@ at the board's clock, and its LUT / FF counts.
 
     python benchmarks/bench_timing.py                  # the before/after table (before: --before REV)
     python benchmarks/bench_timing.py --characterize   # the pipeline candidates of bdnn_hw.timing.pipeline
+    python benchmarks/bench_timing.py --swg            # sliding-window generators: FINN's RTL SWG vs bnn_swg
 
 "Before" is the RTL of a git revision (default: the last one before the pipelined units), read with
 ``git show``; "after" is the working tree. The figures are estimates of mapped netlists, not
@@ -158,15 +159,85 @@ def characterize() -> None:
                 print(f"{which} {fam}: {rows}")
 
 
+# bdnn4-hw's sliding-window generators on the PYNQ-Z2 folding (and the Ultra96 fabric at 200 MHz)
+SWG_SHAPES = [
+    ("first layer C1 UINT8 44x44 k3", dict(c=1, simd=1, h=44, w=44, k=3, s=1, bits=8)),
+    ("C64 44x44 k3 SIMD16", dict(c=64, simd=16, h=44, w=44, k=3, s=1)),
+    ("pool C128 42x42 k2s2 SIMD4", dict(c=128, simd=4, h=42, w=42, k=2, s=2, depthwise=True)),
+    ("C128 23x23 k3 SIMD8", dict(c=128, simd=8, h=23, w=23, k=3, s=1)),
+    ("C256 12x12 k3 SIMD4", dict(c=256, simd=4, h=12, w=12, k=3, s=1)),
+    ("pool C512 10x10 k2s2 SIMD1", dict(c=512, simd=1, h=10, w=10, k=2, s=2, depthwise=True)),
+    ("C512 7x7 k3 SIMD2", dict(c=512, simd=2, h=7, w=7, k=3, s=1)),
+    ("C256 7x7 k3 SIMD1", dict(c=256, simd=1, h=7, w=7, k=3, s=1)),
+]
+
+
+def finn_swg_files(sh, work: Path) -> tuple[str, list[str]]:
+    """FINN's ConvolutionInputGenerator_rtl for a bdnn_hw.rtl.swg.SWGShape, generated from FINN's
+    templates into ``work``: (top, files)."""
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from bdnn_hw.finn_env import ensure_finn
+    from bdnn_hw.rtlsim.units import module_name
+    ensure_finn()
+    dt = "BINARY" if sh.bits == 1 else f"UINT{sh.bits}"
+    node = helper.make_node("ConvolutionInputGenerator_rtl", ["x"], ["y"], domain="finn.custom_op.fpgadataflow.rtl",
+                            name="finn_swg", ConvKernelDim=[sh.k, sh.k], IFMChannels=sh.c, IFMDim=[sh.h, sh.w],
+                            OFMDim=[sh.oh, sh.ow], SIMD=sh.simd, Stride=[sh.s, sh.s], Dilation=[1, 1],
+                            inputDataType=dt, outputDataType=dt, depthwise=int(sh.depthwise))
+    op = getCustomOp(node)
+    work.mkdir(parents=True, exist_ok=True)
+    op.set_nodeattr("code_gen_dir_ipgen", str(work))
+    op.generate_hdl(None, "xc7z020clg400-1", 10.0)
+    files = op.get_rtl_file_list(abspath=True)
+    return module_name(next(f for f in files if f.endswith("_wrapper.v"))), files
+
+
+def swg_table() -> list[dict]:
+    from bdnn_hw.rtl.swg import SWGShape, hdl_files, wrapper_source
+    from bdnn_hw.rtlsim.synth import synthesize
+
+    def row(r):
+        t = r["timing"]["worst"]
+        return {"levels": t["levels"], "lut_levels": t["lut_levels"], "ns": t["ns"], "meets": r["timing"]["meets"],
+                "lut": r["lut"], "ff": r["ff"], "bram36": r["bram36"]}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bdnn_swg_") as t:
+        jobs = [(label, shape, fam) for label, shape in SWG_SHAPES for fam in BOARD_CLOCK]
+        for k, (label, shape, fam) in enumerate(tqdm(jobs, desc="SWGs (FINN's, bnn_swg LUT RAM and block RAM)", unit="unit")):
+            sh, mhz, w = SWGShape(**shape), BOARD_CLOCK[fam], Path(t) / f"s{k}"
+            top, files = finn_swg_files(sh, w / "finn")
+            got = {"finn": row(synthesize(top, files, str(w / "finn"), family=fam, clock_mhz=mhz))}
+            for block in (0, 1):
+                d = w / f"bnn{block}"
+                d.mkdir(parents=True)
+                (d / "top.sv").write_text(wrapper_source(sh, "swg_top", block=bool(block)))
+                got[f"bnn_block{block}"] = row(synthesize("swg_top", [*hdl_files(), str(d / "top.sv")], str(d),
+                                                          family=fam, clock_mhz=mhz))
+            rows.append({"unit": label, "family": fam, "clock_mhz": mhz, **got})
+    cell = lambda x: f"{x['levels']} ({x['lut_levels']}), {x['ns']:.2f}{'' if x['meets'] else ' (misses)'}, {x['lut']:,}, {x['bram36']:g}"
+    print("\n| SWG | fabric @ clock | FINN's RTL SWG: levels (LUT), est. ns, LUT, BRAM36 | bnn_swg, LUT RAM | bnn_swg, block RAM |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['unit']} | {r['family']} @ {r['clock_mhz']:g} MHz | {cell(r['finn'])} | {cell(r['bnn_block0'])} | {cell(r['bnn_block1'])} |")
+    return rows
+
+
 def main() -> int:
     sys.path.insert(0, str(REPO))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", default=BEFORE, help=f"git revision of the 'before' RTL (default {BEFORE})")
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--characterize", action="store_true", help="measure the pipeline candidates instead")
+    ap.add_argument("--swg", action="store_true", help="the sliding-window generators instead: FINN's vs bnn_swg")
     a = ap.parse_args()
     if a.characterize:
         characterize()
+    elif a.swg:
+        rows = swg_table()
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1))
     else:
         before_after(a.before, Path(a.json) if a.json else None)
     return 0

@@ -1,7 +1,8 @@
 """FINN custom ops for the project's RTL: the HLS-only layers as ``*_bdnn_rtl`` nodes.
 
-Each op is FINN's generic layer class (MVAU, Pool, DuplicateStreams, StreamingConcat: the same
-attributes, shapes, folding and Python execution as the HLS op it replaces) with FINN's
+Each op is FINN's layer class (MVAU, Pool, DuplicateStreams, StreamingConcat, and FINN's RTL
+sliding-window generator: the same attributes, shapes, folding and Python execution as the op it
+replaces) with FINN's
 ``RTLBackend``: ``generate_hdl`` writes the node's wrapper (``wrappers.wrapper_source``, module named
 after the node) and copies the project's SystemVerilog into the node's code generation folder;
 ``get_rtl_file_list`` lists them (so the project's lint, Verilator executor, stitched design and
@@ -29,6 +30,7 @@ from finn.custom_op.fpgadataflow.duplicatestreams import DuplicateStreams
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
 from finn.custom_op.fpgadataflow.pool import Pool
 from finn.custom_op.fpgadataflow.rtl import register_custom_op
+from finn.custom_op.fpgadataflow.rtl.convolutioninputgenerator_rtl import ConvolutionInputGenerator_rtl
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
 from .wrappers import UnsupportedNode, wrapper_source
@@ -36,7 +38,8 @@ from .wrappers import UnsupportedNode, wrapper_source
 DOMAIN = "finn.custom_op.fpgadataflow.rtl"
 HLS_TO_PROJECT = {"MVAU_hls": "MVAU_bdnn_rtl", "Pool_hls": "Pool_bdnn_rtl",
                   "DuplicateStreams_hls": "DuplicateStreams_bdnn_rtl",
-                  "StreamingConcat_hls": "StreamingConcat_bdnn_rtl"}
+                  "StreamingConcat_hls": "StreamingConcat_bdnn_rtl",
+                  "ConvolutionInputGenerator_rtl": "ConvolutionInputGenerator_bdnn_rtl"}
 
 
 class _ProjectRTL(RTLBackend):
@@ -203,7 +206,45 @@ class StreamingConcat_bdnn_rtl(_ProjectRTL, StreamingConcat):
         return int(self.get_instream_width_padded(0) + 12)
 
 
-PROJECT_OPS = {c.__name__: c for c in (MVAU_bdnn_rtl, Pool_bdnn_rtl, DuplicateStreams_bdnn_rtl, StreamingConcat_bdnn_rtl)}
+@register_custom_op
+class ConvolutionInputGenerator_bdnn_rtl(_ProjectRTL, ConvolutionInputGenerator_rtl):
+    """Sliding-window generator, ``hdl/bnn_swg.sv``, in place of FINN's RTL SWG (its default style):
+    the same attributes, streams, beat orders and Python model (the depthwise channel interleave
+    included), every condition between the handshakes and the buffer kept in a register."""
+    _base, _hls_op = ConvolutionInputGenerator_rtl, "ConvolutionInputGenerator_rtl"
+
+    def _shape(self):
+        from .wrappers import swg_shape
+        return swg_shape(self.onnx_node, self)
+
+    def get_exp_cycles(self):
+        """Input beats, then the output beats not yet emitted when the last input arrives: the
+        generator emits one beat per cycle once a window is in its buffer."""
+        sh = self._shape()
+        return int(max(sh.beats_in, sh.beats_out) + sh.span + 8)
+
+    def bram_estimation(self, fpgapart):
+        """BRAM18s (FINN's unit), the buffer at its best aspect ratio."""
+        from .replay import bram18_for
+        from .wrappers import swg_in_block_ram
+        sh = self._shape()
+        return bram18_for(sh.simd * sh.bits, sh.depth) if swg_in_block_ram(self, sh) else 0
+
+    def lut_estimation(self, fpgapart):
+        """Counters, lag and address registers (~70 LUT), the output queue (~6 per data bit), the
+        buffer as LUT RAM unless it is in block RAM."""
+        from .wrappers import swg_in_block_ram
+        sh = self._shape()
+        bits = sh.simd * sh.bits
+        buf = 0 if swg_in_block_ram(self, sh) else lutram_luts(bits, sh.depth)
+        return int(70 + 6 * bits + buf)
+
+    def uram_estimation(self, fpgapart):
+        return 0
+
+
+PROJECT_OPS = {c.__name__: c for c in (MVAU_bdnn_rtl, Pool_bdnn_rtl, DuplicateStreams_bdnn_rtl, StreamingConcat_bdnn_rtl,
+                                        ConvolutionInputGenerator_bdnn_rtl)}
 
 
 class SelectProjectRTL(Transformation):

@@ -356,7 +356,8 @@ def simulate(unit: Unit, inputs: list[np.ndarray], expected_beats: list[int], *,
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=unit.run_dir or t, timeout=timeout, env=env)
         secs = time.perf_counter() - t0
         if p.returncode != 0:
-            raise SimError(p.stderr.strip() or f"{unit.top}: simulator exited with {p.returncode}")
+            said = "\n".join(x.strip()[-2000:] for x in (p.stdout, p.stderr) if x.strip())
+            raise SimError(f"{unit.top}: simulator exited with {p.returncode}" + (f":\n{said}" if said else ""))
         lines = p.stdout.strip().splitlines()
         stats = json.loads(lines[-1])
         stats["probes"] = {ln.split()[1]: int(ln.split()[2]) for ln in lines if ln.startswith("PROBE ")}

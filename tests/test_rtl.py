@@ -11,7 +11,8 @@ from conftest import codegen_small_dense
 
 pytestmark = pytest.mark.rtlsim
 
-PROJECT_KINDS = {"MVAU/bdnn_rtl", "Pool/bdnn_rtl", "DuplicateStreams/bdnn_rtl", "StreamingConcat/bdnn_rtl"}
+PROJECT_KINDS = {"MVAU/bdnn_rtl", "Pool/bdnn_rtl", "DuplicateStreams/bdnn_rtl", "StreamingConcat/bdnn_rtl",
+                 "ConvolutionInputGenerator/bdnn_rtl"}
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +222,8 @@ def test_project_rtl_as_finn_ops_rtl_only(dense_codegen, private_crops, tmp_path
     out, rep = simulate_graph(model, x, progress=False)
     assert not rep.errors and rep.mismatches == 0
     assert not [r.node for r in rep.records if r.evidence == "python"]
-    assert {"MVAU_bdnn_rtl", "MVAU_bdnn_rtl/memstream", "Pool_bdnn_rtl"} <= {r.kind for r in rep.records}
+    assert {"MVAU_bdnn_rtl", "MVAU_bdnn_rtl/memstream", "Pool_bdnn_rtl",
+            "ConvolutionInputGenerator_bdnn_rtl"} <= {r.kind for r in rep.records}
     np.testing.assert_array_equal(out.reshape(-1), ref.reshape(-1))
     mv = next(n for n in model.graph.node if n.op_type == "MVAU_bdnn_rtl" and getCustomOp(n).get_nodeattr("mem_mode") == "internal_decoupled")
     tcl = "\n".join(getCustomOp(mv).code_generation_ipi())

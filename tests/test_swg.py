@@ -18,6 +18,8 @@ SHAPES = [
     SWGShape(c=16, simd=2, h=7, w=7, k=2, s=2, depthwise=True),        # pooling, odd size (a row and column unused)
     SWGShape(c=8, simd=4, h=6, w=6, k=2, s=2, depthwise=True),
     SWGShape(c=6, simd=3, h=5, w=4, k=3, s=1, bits=2),                 # multi-bit lanes
+    SWGShape(c=16, simd=1, h=12, w=12, k=3, s=1),                      # LUT RAM in 64-row banks (8)
+    SWGShape(c=32, simd=1, h=16, w=16, k=3, s=1),                      # 19 banks: two levels of choice
 ]
 
 
@@ -35,6 +37,15 @@ def finn_swg_node(sh: SWGShape):
 
 def finn_swg_cycles(sh: SWGShape) -> int:
     return int(finn_swg_node(sh)[1].get_exp_cycles())
+
+
+def swg_op_cycles(sh: SWGShape) -> int:
+    """The project's custom op's cycle model (what FINN's FIFO sizing and folding see)."""
+    from qonnx.custom_op.registry import getCustomOp
+    n, _ = finn_swg_node(sh)
+    from bdnn_hw.rtl.ops import DOMAIN
+    n.op_type, n.domain = "ConvolutionInputGenerator_bdnn_rtl", DOMAIN
+    return int(getCustomOp(n).get_exp_cycles())
 
 
 def _frames(sh: SWGShape, n: int, seed: int) -> np.ndarray:
@@ -61,6 +72,10 @@ def test_swg_equals_im2col_under_random_stalls(sh, tmp_path):
         if stall == 0:
             # never slower than FINN's own RTL SWG (its cycle model, per frame) on the same shape
             assert r.cycles <= 3 * finn_swg_cycles(sh) + 10, (r.cycles, finn_swg_cycles(sh))
+    # one frame alone: the custom op's cycle model is an upper bound within 4 cycles
+    one, _ = _run(sh, x[:1], tmp_path)
+    exp = swg_op_cycles(sh)
+    assert exp - 4 <= one.cycles <= exp, (one.cycles, exp)
 
 
 def test_swg_in_block_ram_equals_the_lutram_one(tmp_path):

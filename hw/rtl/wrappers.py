@@ -130,20 +130,11 @@ def swg_shape(node, inst):
     return sh
 
 
-# a buffer of at least this many bits goes to block RAM when the node leaves the choice to the tools
-SWG_BLOCK_RAM_BITS = 4096
-
-
 def swg_in_block_ram(inst, sh) -> bool:
-    """The node's ram_style: block / ultra -> block RAM, distributed -> LUT RAM, auto -> block RAM
-    for buffers of SWG_BLOCK_RAM_BITS or more (a LUT RAM buffer that size costs more LUTs than its
-    addressing saves; smaller ones would waste a BRAM18)."""
-    style = inst.get_nodeattr("ram_style")
-    if style in ("block", "ultra"):
-        return True
-    if style == "distributed":
-        return False
-    return sh.depth * sh.simd * sh.bits >= SWG_BLOCK_RAM_BITS
+    """The node's ram_style: block / ultra -> block RAM; distributed and auto -> LUT RAM. Auto
+    follows what FINN's own RTL generator synthesizes to in these designs (LUT RAM, no block RAM):
+    the boards' block RAM goes to weights, and bnn_swg's banked LUT RAM meets both clocks."""
+    return inst.get_nodeattr("ram_style") in ("block", "ultra")
 
 
 def mvau_pipeline_params(node, xnor: bool) -> dict:

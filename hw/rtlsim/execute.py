@@ -101,7 +101,9 @@ def to_python_layout(inst, value: np.ndarray) -> np.ndarray:
     """A depthwise RTL SWG streams channels interleaved by SIMD (what its own Python model and the
     downstream HLS hardware expect); the generic Python models downstream (Pool) expect the
     plain im2col order: undo the interleave."""
-    if type(inst).__name__ != "ConvolutionInputGenerator_rtl" or not inst.get_nodeattr("depthwise"):
+    from finn.custom_op.fpgadataflow.rtl.convolutioninputgenerator_rtl import ConvolutionInputGenerator_rtl
+    # FINN's RTL SWG and the project's (a subclass with the same streams)
+    if not isinstance(inst, ConvolutionInputGenerator_rtl) or not inst.get_nodeattr("depthwise"):
         return value
     simd, ch = inst.get_nodeattr("SIMD"), inst.get_nodeattr("IFMChannels")
     (oh, ow), (kh, kw) = inst.get_nodeattr("OFMDim"), inst.get_nodeattr("ConvKernelDim")

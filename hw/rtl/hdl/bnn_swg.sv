@@ -94,6 +94,7 @@ module bnn_swg #(
 	logic [cbits(OW)-1:0]  cx;
 	logic [cbits(OH)-1:0]  cy;
 	logic  l0, l1, l2, lx, ly;           // the counter is at its last value
+	logic  p0, p1, p2, px, py;           // the counter is at its last value but one
 	logic  avail_r, room_r, credit_r;
 	logic [A-1:0]  ra, wa;
 	wire  issue = avail_r && credit_r;
@@ -129,24 +130,28 @@ module bnn_swg #(
 	wire [A:0]  ra_sum = {1'b0, ra} + {1'b0, step_r};
 	wire signed [A+1:0]  ra_wrap = $signed({2'b0, ra}) + step_m;
 
-	function automatic logic last_next(input longint n, input longint cnt, input logic wrap);
-		return wrap ? (n == 1) : (cnt == n - 2);
-	endfunction
-	// the flags after this issue
+	// the flags after this issue, from registered flags only (a counter about to wrap is last
+	// after it only when its count is 1; else it is last when it was last but one)
 	logic  n0, n1, n2, nx, ny;
 	always_comb begin
-		n0 = last_next(N0, c0, l0);
-		n1 = l0 ? last_next(N1, c1, l1) : l1;
-		n2 = l0 && l1 ? last_next(N2, c2, l2) : l2;
-		nx = wend ? last_next(OW, cx, lx) : lx;
-		ny = wend && lx ? last_next(OH, cy, ly) : ly;
+		n0 = l0 ? N0 == 1 : p0;
+		n1 = l0 ? (l1 ? N1 == 1 : p1) : l1;
+		n2 = l0 && l1 ? (l2 ? N2 == 1 : p2) : l2;
+		nx = wend ? (lx ? OW == 1 : px) : lx;
+		ny = wend && lx ? (ly ? OH == 1 : py) : ly;
 	end
 	localparam logic  F0 = N0 == 1, F1 = N1 == 1, F2 = N2 == 1, FX = OW == 1, FY = OH == 1;
+	localparam logic  G0 = N0 == 2, G1 = N1 == 2, G2 = N2 == 2, GX = OW == 2, GY = OH == 2;
+	// the last-but-one flag after a counter steps: at 0 after a wrap, else from the count it leaves
+	function automatic logic prelast_next(input longint n, input longint cnt, input logic wrap);
+		return wrap ? (n == 2) : (cnt == n - 3);
+	endfunction
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
 			{c0, c1, c2, cx, cy} <= '0;
 			{l0, l1, l2, lx, ly} <= {F0, F1, F2, FX, FY};
+			{p0, p1, p2, px, py} <= {G0, G1, G2, GX, GY};
 			step_r <= step_of(F0, F1, F2, FX, FY);
 			step_m <= stepm_of(F0, F1, F2, FX, FY);
 			ra <= '0;
@@ -157,10 +162,23 @@ module bnn_swg #(
 			step_r <= step_of(n0, n1, n2, nx, ny);
 			step_m <= stepm_of(n0, n1, n2, nx, ny);
 			c0 <= l0 ? '0 : c0 + 1;
-			if (l0) c1 <= l1 ? '0 : c1 + 1;
-			if (l0 && l1) c2 <= l2 ? '0 : c2 + 1;
-			if (wend) cx <= lx ? '0 : cx + 1;
-			if (wend && lx) cy <= ly ? '0 : cy + 1;
+			p0 <= prelast_next(N0, c0, l0);
+			if (l0) begin
+				c1 <= l1 ? '0 : c1 + 1;
+				p1 <= prelast_next(N1, c1, l1);
+			end
+			if (l0 && l1) begin
+				c2 <= l2 ? '0 : c2 + 1;
+				p2 <= prelast_next(N2, c2, l2);
+			end
+			if (wend) begin
+				cx <= lx ? '0 : cx + 1;
+				px <= prelast_next(OW, cx, lx);
+			end
+			if (wend && lx) begin
+				cy <= ly ? '0 : cy + 1;
+				py <= prelast_next(OH, cy, ly);
+			end
 		end
 	end
 
@@ -209,16 +227,20 @@ module bnn_swg #(
 	end
 
 	// ---- buffer ---------------------------------------------------------------------------------
-	// Reads: address -> buffer -> register -> register (q2, into the queue), two cycles from issue.
-	// A deep LUT RAM buffer is read as banks of 64 rows (one LUT RAM deep) whose outputs are
-	// registered, the bank then chosen by the registered bank index: never a LUT RAM read and a
-	// wide multiplexer in one cycle.
+	// Reads: address -> buffer -> register -> register (q_out, into the queue), LAT cycles from
+	// issue. A deep LUT RAM buffer is read as banks of 64 rows (one LUT RAM deep) whose outputs are
+	// registered, the bank then chosen by the registered bank index, in groups of 16 banks (one LUT
+	// and its MUXF7/MUXF8) with a register between the two choices when there are more than 16
+	// banks: never a LUT RAM read and a wide multiplexer in one cycle.
 	localparam int unsigned  DB = SIMD * BITS;
 	localparam int unsigned  BANK = 64;
 	localparam bit  BANKED = !BLOCK && D > 2 * BANK;
 	localparam int unsigned  NB = (D + BANK - 1) / BANK;
-	logic [DB-1:0]  q2;
-	logic  v1, v2;
+	localparam int unsigned  GROUP = 16;
+	localparam bit  TWO_LEVEL = BANKED && NB > GROUP;
+	localparam int unsigned  LAT = TWO_LEVEL ? 3 : 2;
+	logic [DB-1:0]  q_out;
+	logic [LAT-1:0]  vs;                     // a read issued 1..LAT cycles ago
 	always_ff @(posedge clk) begin
 		if (!rst_n) wa <= '0;
 		else if (wrote) wa <= (wa == A'(D - 1)) ? '0 : wa + 1;
@@ -229,14 +251,14 @@ module bnn_swg #(
 		logic [DB-1:0]  q1;
 		always_ff @(posedge clk) if (wrote) buf_mem[wa] <= in_tdata[DB-1:0];
 		always_ff @(posedge clk) q1 <= buf_mem[ra];
-		always_ff @(posedge clk) q2 <= q1;    // the block RAM's output register
+		always_ff @(posedge clk) q_out <= q1;    // the block RAM's output register
 	end
 	else if (!BANKED) begin : g_lutram
 		(* ram_style = "distributed" *) logic [DB-1:0]  buf_mem [D];
 		logic [DB-1:0]  q1;
 		always_ff @(posedge clk) if (wrote) buf_mem[wa] <= in_tdata[DB-1:0];
 		always_ff @(posedge clk) q1 <= buf_mem[ra];
-		always_ff @(posedge clk) q2 <= q1;
+		always_ff @(posedge clk) q_out <= q1;
 	end
 	else begin : g_banked
 		localparam int unsigned  BA = NB > 1 ? $clog2(NB) : 1;
@@ -245,7 +267,11 @@ module bnn_swg #(
 			if (!rst_n) wsel <= NB'(1);
 			else if (wrote) wsel <= (wa == A'(D - 1)) ? NB'(1) : (&wa[5:0]) ? wsel << 1 : wsel;
 		end
-		logic [DB-1:0]  bank_q [NB];
+		localparam int unsigned  NP = TWO_LEVEL ? (NB + GROUP - 1) / GROUP * GROUP : NB;
+		logic [DB-1:0]  bank_q [NP];
+		for (genvar b = NB; b < NP; b++) begin : g_pad
+			assign bank_q[b] = '0;            // never chosen: pads the last group to 16 inputs
+		end
 		for (genvar b = 0; b < NB; b++) begin : g_bank
 			(* ram_style = "distributed" *) logic [DB-1:0]  mem [BANK];
 			always_ff @(posedge clk) if (wrote && wsel[b]) mem[wa[5:0]] <= in_tdata[DB-1:0];
@@ -253,15 +279,27 @@ module bnn_swg #(
 		end
 		logic [BA-1:0]  sel1;
 		always_ff @(posedge clk) sel1 <= BA'(ra[A-1:6]);
-		always_ff @(posedge clk) q2 <= bank_q[sel1];
+		if (!TWO_LEVEL) begin : g_one
+			always_ff @(posedge clk) q_out <= bank_q[sel1];
+		end
+		else begin : g_two
+			localparam int unsigned  NG = (NB + GROUP - 1) / GROUP;
+			logic [DB-1:0]  group_q [NG];
+			logic [BA-1:0]  sel2;
+			for (genvar g = 0; g < NG; g++) begin : g_group
+				always_ff @(posedge clk) group_q[g] <= bank_q[g * GROUP + sel1[3:0]];
+			end
+			always_ff @(posedge clk) sel2 <= sel1;
+			always_ff @(posedge clk) q_out <= group_q[sel2 / GROUP];
+		end
 	end
-	always_ff @(posedge clk) {v1, v2} <= rst_n ? {issue, v1} : 2'b0;
+	always_ff @(posedge clk) vs <= rst_n ? LAT'({vs, issue}) : '0;
 
 	// ---- output queue with credit ----------------------------------------------------------------
-	// issue -> q1 -> q2 -> queue: a beat is counted from its issue until it leaves the queue. The
-	// count is a thermometer code (bit i: more than i beats out), so each of its bits and the
+	// issue -> buffer read -> q_out -> queue: a beat is counted from its issue until it leaves the
+	// queue, which holds the LAT beats in flight and three more. The count is a thermometer code (bit i: more than i beats out), so each of its bits and the
 	// credit are one LUT of the code's neighbours, the issue and the consumer's handshake.
-	localparam int unsigned  OQ = 5;
+	localparam int unsigned  OQ = LAT + 3;
 	localparam int unsigned  OB = $clog2(OQ + 1);
 	logic [OQ-1:0]  outs;
 	wire  pop = out_tvalid && out_tready;
@@ -277,12 +315,12 @@ module bnn_swg #(
 		end
 	end
 	logic [OUT_WIDTH-1:0]  qin_w;
-	assign  qin_w = OUT_WIDTH'(q2);
+	assign  qin_w = OUT_WIDTH'(q_out);
 	logic  q_ready;
 	logic [OB-1:0]  q_max, q_cur;
 	stream_fifo #(.WIDTH(OUT_WIDTH), .DEPTH(OQ), .BITS(DB)) queue (
 		.clk, .rst_n, .limit(OB'(OQ)),
-		.in_tdata(qin_w), .in_tvalid(v2), .in_tready(q_ready),
+		.in_tdata(qin_w), .in_tvalid(vs[LAT-1]), .in_tready(q_ready),
 		.out_tdata, .out_tvalid, .out_tready,
 		.max_count(q_max), .cur_count(q_cur));
 endmodule

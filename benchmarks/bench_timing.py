@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "5c7c38e"          # the last revision with single-cycle popcounts
-HDL_FILES = ("bnn_mvau.sv", "bnn_weight_rom.sv", "bnn_mvtu_replay.sv", "stream_fifo.sv")
+HDL_FILES = ("bnn_mvau.sv", "bnn_weight_rom.sv", "bnn_rom.sv", "bnn_mvtu_replay.sv", "stream_fifo.sv")
 BOARD_CLOCK = {"xc7": 100.0, "xcup": 200.0}
 
 # (label, kind, family, shape): the foldings of BDNN4's and bdnn4-hw's verified designs
@@ -85,7 +85,9 @@ def unit_files(kind: str, shape: dict, hdl: Path, work: Path, pipeline: dict) ->
             "  input logic out_tready);\n"
             f"  bnn_weight_rom #(.WIDTH({shape['WIDTH']}), .DEPTH({shape['DEPTH']}), .INIT_FILE(\"w.dat\"), "
             f".RAM_STYLE(\"{shape['RAM_STYLE']}\")) u (.*);\nendmodule\n")
-        return "rom_top", [str(hdl / "bnn_weight_rom.sv"), str(hdl / "stream_fifo.sv"), str(work / "rom_top.sv")], str(work)
+        uses_rom = "bnn_rom " in (hdl / "bnn_weight_rom.sv").read_text()   # the memory as its own module
+        lib = [str(hdl / f) for f in ("bnn_weight_rom.sv", *(["bnn_rom.sv"] if uses_rom else []), "stream_fifo.sv")]
+        return "rom_top", [*lib, str(work / "rom_top.sv")], str(work)
     p = {**dict(IN_BITS=1, W_BITS=1), **shape}
     if "GROUP" in _declared(hdl / "bnn_mvau.sv"):
         p.update(pipeline)

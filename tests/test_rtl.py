@@ -248,7 +248,8 @@ def test_weight_rom_streams_its_words_in_order_forever(tmp_path, style, depth):
         "  output logic out_tvalid, input logic out_tready);\n"
         f"  bnn_weight_rom #(.WIDTH({width}), .DEPTH({depth}), .INIT_FILE(\"{tmp_path / 'w.dat'}\"), .RAM_STYLE(\"{style}\"))\n"
         "    rom (.clk, .rst_n, .out_tdata, .out_tvalid, .out_tready);\nendmodule\n")
-    unit = Unit(top="rom_top", files=(str(HDL / "bnn_weight_rom.sv"), str(HDL / "stream_fifo.sv"), str(tmp_path / "rom_top.sv")),
+    unit = Unit(top="rom_top", files=(str(HDL / "bnn_weight_rom.sv"), str(HDL / "bnn_rom.sv"), str(HDL / "stream_fifo.sv"),
+                                      str(tmp_path / "rom_top.sv")),
                 inputs=(), outputs=(axis("out", width, style="rtllib"),), clocks=("clk",), reset_n="rst_n",
                 run_dir=str(tmp_path))
     r = simulate(unit, [], [3 * depth], stall_out=30, seed=1)
@@ -425,3 +426,52 @@ def test_memory_policy_puts_large_roms_and_deep_fifos_in_block_ram():
     assert not MemoryPolicy(z2.rtl_fifo_block_min_depth, z2.rtl_rom_block_min_bits).fifo_in_block(4096)
     assert MemoryPolicy(1024, None).fifo_in_block(1024) and not MemoryPolicy(1024, None).fifo_in_block(1023)
     assert MemoryPolicy().rom_style("auto", 10**7) == "auto"
+
+
+@pytest.mark.parametrize("style", ["auto", "distributed", "block"])
+def test_mvau_with_its_weights_inside_equals_the_streamed_one(tmp_path, style):
+    """bnn_mvau WEIGHTS = "rom" (the stitched design's on-chip weights, read at the unit's own step
+    address) against the XNOR popcount and against the same unit fed by a weight stream: equal
+    outputs free-running and under 30 % random stalls, and no slower (one step per cycle)."""
+    from bdnn_hw.rtl import HDL
+    from bdnn_hw.rtl.stitch import write_hex
+    from bdnn_hw.rtlsim.harness import Unit, axis, simulate
+    mw, mh, simd, pe, ob, n = 24, 8, 8, 2, 6, 7
+    sf, nf = mw // simd, mh // pe
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 2, (mh, mw))
+    x = rng.integers(0, 2, (n, mw))
+    want = (x[:, None, :] == w[None, :, :]).sum(-1)                       # (n, mh) matches
+    bits = lambda v: int("".join(str(int(b)) for b in v[::-1]), 2)       # lane 0 in the low bit
+    words = np.array([[bits(w[f * pe:(f + 1) * pe, s * simd:(s + 1) * simd].reshape(-1))] for f in range(nf) for s in range(sf)],
+                     np.uint32)
+    beats = np.array([[bits(x[v, s * simd:(s + 1) * simd])] for v in range(n) for s in range(sf)], np.uint32)
+    expect = np.array([[sum(int(want[v, f * pe + p]) << (p * ob) for p in range(pe))] for v in range(n) for f in range(nf)], np.uint32)
+    write_hex(words, pe * simd, tmp_path / "w.dat")
+    p = f".MW({mw}), .MH({mh}), .SIMD({simd}), .PE({pe}), .OUT_BITS({ob}), .GROUP(4), .TREE_PER_STAGE(1)"
+    (tmp_path / "tops.sv").write_text(
+        "module rom_top (input logic clk, rst_n, input logic [7:0] in_tdata, input logic in_tvalid, output logic in_tready,\n"
+        "  output logic [15:0] out_tdata, output logic out_tvalid, input logic out_tready);\n"
+        f"  bnn_mvau #({p}, .WEIGHTS(\"rom\"), .W_INIT(\"{tmp_path / 'w.dat'}\"), .W_STYLE(\"{style}\")) u (.clk, .rst_n,\n"
+        "    .in_tdata, .in_tvalid, .in_tready, .w_tdata('0), .w_tvalid(1'b0), .w_tready(), .out_tdata, .out_tvalid, .out_tready);\n"
+        "endmodule\n"
+        "module stream_top (input logic clk, rst_n, input logic [7:0] in_tdata, input logic in_tvalid, output logic in_tready,\n"
+        "  input logic [15:0] w_tdata, input logic w_tvalid, output logic w_tready,\n"
+        "  output logic [15:0] out_tdata, output logic out_tvalid, input logic out_tready);\n"
+        f"  bnn_mvau #({p}) u (.*);\nendmodule\n")
+    files = tuple(str(HDL / f) for f in ("bnn_mvau.sv", "bnn_rom.sv", "stream_fifo.sv")) + (str(tmp_path / "tops.sv"),)
+    rom = Unit(top="rom_top", files=files, inputs=(axis("in", 8, style="rtllib"),), outputs=(axis("out", 16, style="rtllib"),),
+               clocks=("clk",), reset_n="rst_n", run_dir=str(tmp_path / "rom"))
+    streamed = Unit(top="stream_top", files=files, inputs=(axis("in", 8, style="rtllib"), axis("w", 16, style="rtllib")),
+                    outputs=(axis("out", 16, style="rtllib"),), clocks=("clk",), reset_n="rst_n", run_dir=str(tmp_path / "stream"))
+    for d in ("rom", "stream"):
+        (tmp_path / d).mkdir()
+    cycles = {}
+    for name, u, ins in (("rom", rom, [beats]), ("stream", streamed, [beats, np.tile(words, (n, 1))])):
+        for stall, seed in ((0, 0), (30, 5)):
+            r = simulate(u, ins, [len(expect)], stall_in=stall, stall_out=stall, seed=seed)
+            np.testing.assert_array_equal(r.outputs[0], expect, err_msg=f"{name}, stall {stall}")
+            if stall == 0:
+                cycles[name] = r.cycles
+    assert cycles["rom"] <= cycles["stream"] + 2, cycles
+    assert cycles["rom"] <= n * sf * nf + 20, cycles          # one step per cycle

@@ -190,8 +190,9 @@ def test_vivado_sign_off_fails_on_negative_slack():
 @pytest.mark.rtlsim
 def test_the_weight_roms_ready_reaches_no_block_ram_address(tmp_path):
     """bnn_weight_rom issues its reads on credit: the consumer's ready ends at the queue's read side,
-    never at a block RAM's address or enable. The single-cycle ROM before it drove the address from
-    ready (the check can fail)."""
+    never at a block RAM's address or enable; the MVAU with its weights inside reads them at its own
+    step counter: neither its input's valid nor its consumer's ready reaches the block RAM. The
+    single-cycle ROM before them drove the address from ready (the check can fail)."""
     import subprocess
 
     import numpy as np
@@ -209,21 +210,31 @@ def test_the_weight_roms_ready_reaches_no_block_ram_address(tmp_path):
     (old / "stream_fifo.sv").write_text((HDL / "stream_fifo.sv").read_text())
     new = tmp_path / "new"
     new.mkdir()
-    for f in ("bnn_weight_rom.sv", "stream_fifo.sv"):
+    for f in ("bnn_weight_rom.sv", "bnn_rom.sv", "bnn_mvau.sv", "stream_fifo.sv"):
         (new / f).write_text((HDL / f).read_text())
+    read = "read_slang -j 1 -D BDNN_YOSYS "
+    rom = "-G WIDTH=64 -G DEPTH=512 -G INIT_FILE=\"w.dat\" -G RAM_STYLE=\"block\" "
+    # the MVAU with its weights inside (the stitched design's on-chip weights): 64-bit words, 512 deep
+    mvau = ("-G MW=256 -G MH=128 -G SIMD=32 -G PE=2 -G OUT_BITS=9 -G GROUP=8 -G TREE_PER_STAGE=2 "
+            "-G WEIGHTS=\"rom\" -G W_INIT=\"w.dat\" -G W_STYLE=\"block\" ")
+    runs = {"old": (old, read + rom + "bnn_weight_rom.sv stream_fifo.sv --top bnn_weight_rom", "bnn_weight_rom"),
+            "new": (new, read + rom + "bnn_weight_rom.sv bnn_rom.sv stream_fifo.sv --top bnn_weight_rom", "bnn_weight_rom"),
+            "mvau": (new, read + mvau + "bnn_mvau.sv bnn_rom.sv stream_fifo.sv --top bnn_mvau", "bnn_mvau")}
     cones = {}
-    for d in (old, new):
+    for name, (d, cmd, top) in runs.items():
         write_hex(np.random.default_rng(0).integers(0, 2**32, (512, 2), dtype=np.uint64).astype(np.uint32), 64, d / "w.dat")
-        subprocess.run([*yosys_cmd(), "-q", "-p",
-                        "read_slang -j 1 -D BDNN_YOSYS -G WIDTH=64 -G DEPTH=512 -G INIT_FILE=\"w.dat\" -G RAM_STYLE=\"block\" "
-                        "bnn_weight_rom.sv stream_fifo.sv --top bnn_weight_rom; "
-                        "synth_xilinx -flatten -family xc7 -noiopad -top bnn_weight_rom; write_json netlist.json"],
-                       cwd=d, check=True, capture_output=True)
-        cones[d.name] = port_cone(json.loads((d / "netlist.json").read_text()), "out_tready")
+        subprocess.run([*yosys_cmd(), "-q", "-p", f"{cmd}; synth_xilinx -flatten -family xc7 -noiopad -top {top}; "
+                        f"write_json {name}.json"], cwd=d, check=True, capture_output=True)
+        net = json.loads((d / f"{name}.json").read_text())
+        cones[name] = port_cone(net, "out_tready")
+        if name == "mvau":
+            assert any(c["type"].startswith("RAMB") for m in net["modules"].values() for c in m["cells"].values())
+            cones["mvau_in"] = port_cone(net, "in_tvalid")
     ram = lambda cone: {(t, p) for t, p in cone if t.startswith("RAMB")}
     print(cones)
     assert ram(cones["old"]), "the old ROM's ready should reach the block RAM (the check must be able to fail)"
-    assert not ram(cones["new"]) and cones["new"]
+    for k in ("new", "mvau", "mvau_in"):
+        assert not ram(cones[k]) and cones[k], k
 
 
 def test_probe_ports_start_and_end_no_path():

@@ -193,6 +193,9 @@ def wrapper_source(s: ReplayShape, top: str, thresh_file: str | Path) -> str:
             "endmodule\n")
 
 
+LIBRARY = (f"{MODULE}.sv", "stream_fifo.sv")   # the unit's modules in hdl/ (its drain queue is a stream_fifo)
+
+
 def unit(s: ReplayShape, work: Path, thresholds: np.ndarray):
     """A harness ``Unit`` for this shape: a top with the parameters bound, thresholds in ``work``."""
     from ..rtlsim.harness import Unit, axis
@@ -201,6 +204,6 @@ def unit(s: ReplayShape, work: Path, thresholds: np.ndarray):
     write_thresholds(thresholds, s, work / "thresholds.dat")
     top = "replay_top"
     (work / f"{top}.sv").write_text(wrapper_source(s, top, work / "thresholds.dat"))
-    return Unit(top=top, files=(str(HDL / f"{MODULE}.sv"), str(work / f"{top}.sv")),
+    return Unit(top=top, files=(*(str(HDL / f) for f in LIBRARY), str(work / f"{top}.sv")),
                 inputs=(axis("in0_V", s.in_width), axis("in1_V", s.w_width)),
                 outputs=(axis("out0_V", s.out_width),), run_dir=str(work))

@@ -138,20 +138,21 @@ class MVTU_replay_rtl(RTLBackend):
         s = self.shape()
         replay.write_thresholds(np.asarray(model.get_initializer(self.onnx_node.input[2])).reshape(-1), s,
                                 self._thresholds_file())
-        shutil.copyfile(HDL / f"{replay.MODULE}.sv", gen / f"{replay.MODULE}.sv")
+        for f in replay.LIBRARY:
+            shutil.copyfile(HDL / f, gen / f)
         name = self.onnx_node.name
         (gen / f"{name}_wrapper.sv").write_text(replay.wrapper_source(s, name, self._thresholds_file()))
         self.set_nodeattr("ipgen_path", str(gen))
         self.set_nodeattr("ip_path", str(gen))
 
     def get_rtl_file_list(self, abspath=False):
-        """The wrapper and the library module; with ``abspath`` the library's own copy, so a design
-        with several replay nodes (the stitched top, yosys) declares the module once."""
-        names = [f"{replay.MODULE}.sv", f"{self.onnx_node.name}_wrapper.sv"]
+        """The library modules and the wrapper; with ``abspath`` the library's own copies, so a design
+        with several replay nodes (the stitched top, yosys) declares each module once."""
+        wrapper = f"{self.onnx_node.name}_wrapper.sv"
         if not abspath:
-            return names
+            return [*replay.LIBRARY, wrapper]
         gen = Path(self.get_nodeattr("code_gen_dir_ipgen"))
-        return [str(HDL / names[0]), str(gen / names[1])]
+        return [*(str(HDL / f) for f in replay.LIBRARY), str(gen / wrapper)]
 
     def code_generation_ipi(self):
         files = " ".join(self.get_rtl_file_list(abspath=True))

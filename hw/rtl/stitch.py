@@ -4,7 +4,7 @@ by yosys.
 Every node becomes RTL: FINN's own ``*_rtl`` layers (SWG, Thresholding, FMPadding, width
 converters) and the project's RTL for FINN's HLS-only layers (``wrappers``). Each decoupled MVAU
 gets its weights from on-chip memory, BRAM or LUTRAM as the placement config put them: the
-project's ``bnn_weight_rom`` (default) or FINN's memstream (``weight_memory="memstream"``, which
+weights inside the project's MVAU (``bnn_mvau`` WEIGHTS = "rom", default) or FINN's memstream (``weight_memory="memstream"``, which
 costs several word-wide pipeline registers per layer); each external-weight MVAU gets a top-level
 weight stream port (what the DDR weight DMA delivers).
 Every edge of the graph goes through a ``stream_fifo`` whose high-water mark is a top-level probe,
@@ -204,16 +204,15 @@ def write_hex(words: np.ndarray, width: int, path: Path) -> None:
     Path(path).write_text("".join("".join(f"{int(x):08x}" for x in row[::-1])[-nd:] + "\n" for row in words))
 
 
-def _weight_rom(model, node, inst, work: Path, wire: str, width: int, cache: dict | None,
-                memory: MemoryPolicy) -> str:
+def _weight_rom_file(model, node, inst, work: Path, cache: dict | None, memory: MemoryPolicy) -> tuple[str, str]:
+    """The MVAU's weight words as a $readmemh file in ``work`` and the memory style they get:
+    (path, style), what ``wrapper_source(weights_rom=...)`` puts inside the unit."""
     from ..rtlsim.units import weight_stream_golden
     words, _ = weight_stream_golden(model, node, inst, cache)
     f = work / f"{node.name}_weights.dat"
-    write_hex(words, width, f)
+    write_hex(words, inst.get_instream_width_padded(1), f)
     style = memory.rom_style(inst.get_nodeattr("ram_style"), inst.get_nodeattr("MW") * inst.get_nodeattr("MH"), len(words))
-    return (f"\tbnn_weight_rom #(.WIDTH({width}), .DEPTH({len(words)}), .INIT_FILE(\"{f.resolve()}\"), "
-            f".RAM_STYLE(\"{style}\")) {node.name}_wrom (.clk(ap_clk), .rst_n(ap_rst_n),\n"
-            f"\t\t.out_tdata({wire}_tdata), .out_tvalid({wire}_tvalid), .out_tready({wire}_tready));")
+    return str(f.resolve()), style
 
 
 def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limits: bool = False,
@@ -246,7 +245,13 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
     out_wire = {e.src: f"{e.name}_i" for e in edges if e.src}
     for n in g.node:
         inst = inst_of[n.name]
-        if n.op_type in SUPPORTED:
+        # on-chip weights of the project's MVAU: inside the unit (no weight stream)
+        rom_inside = (n.op_type in MVAU_OPS and weight_memory == "rom"
+                      and inst.get_nodeattr("mem_mode") == "internal_decoupled")
+        if rom_inside:
+            u = project_rtl_unit(n, inst, work, hls_op="MVAU_hls",
+                                 weights_rom=_weight_rom_file(model, n, inst, work, weights, memory))
+        elif n.op_type in SUPPORTED:
             u = project_rtl_unit(n, inst, work)
         elif n.op_type.endswith("_rtl"):
             u = rtl_node_unit(n, inst)
@@ -264,18 +269,13 @@ def stitch(model, work: Path, depths: dict[str, int] | None = None, runtime_limi
             conns.update(_stream_conns(f"in{i}_V", in_wire[(n.name, i)]))
         for j, s in enumerate(u.unit.outputs):
             conns.update(_stream_conns(f"out{j}_V", out_wire[(n.name, j)]))
-        if n.op_type in WEIGHT_STREAM_OPS:
+        if n.op_type in WEIGHT_STREAM_OPS and not rom_inside:
             wname = f"{n.name}_w"
             wwidth = inst.get_instream_width_padded(1)
             wires.append(f"\tlogic [{wwidth}-1:0]  {wname}_tdata;\n\tlogic  {wname}_tvalid, {wname}_tready;")
             conns.update(_stream_conns("in1_V", wname))
             mode = inst.get_nodeattr("mem_mode")
-            if mode == "internal_decoupled" and weight_memory == "rom":
-                body.append(_weight_rom(model, n, inst, work, wname, wwidth, weights, memory))
-                rom = str(HDL / "bnn_weight_rom.sv")
-                if rom not in files:
-                    files.append(rom)
-            elif mode == "internal_decoupled":
+            if mode == "internal_decoupled":
                 gen = Path(inst.get_nodeattr("code_gen_dir_ipgen"))
                 wrapper = gen / f"{n.name}_memstream_wrapper.v"
                 for f in [*memstream_files(), str(wrapper)]:

@@ -38,9 +38,12 @@ def _conn(inner: str, outer: str) -> str:
     return f".{inner}_tdata({outer}_TDATA), .{inner}_tvalid({outer}_TVALID), .{inner}_tready({outer}_TREADY)"
 
 
-def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None) -> tuple[str, str, list[str]]:
+def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None,
+                   weights_rom: tuple[str, str] | None = None) -> tuple[str, str, list[str]]:
     """(top module name, SystemVerilog text, library files) for one supported HLS node (or for
-    the project's op that replaced it: ``hls_op`` names the HLS op type then)."""
+    the project's op that replaced it: ``hls_op`` names the HLS op type then). ``weights_rom``
+    (an MVAU only): (the weight words' $readmemh file, the memory style): the weights inside the
+    unit (bnn_mvau WEIGHTS = "rom"), no weight port."""
     from qonnx.core.datatype import DataType
     op = hls_op or node.op_type
     top = top or f"{node.name}_bdnn_rtl"
@@ -57,9 +60,17 @@ def wrapper_source(node, inst, top: str | None = None, hls_op: str | None = None
                       PE=inst.get_nodeattr("PE"), IN_BITS=1 if xnor else idt.bitwidth(), OUT_BITS=odt.bitwidth(),
                       W_BITS=1 if xnor else wdt.bitwidth(), **mvau_pipeline_params(node, xnor),
                       IN_WIDTH=_p(inst, 0), W_WIDTH=_p(inst, 1), OUT_WIDTH=_p(inst, 0, True))
-        ports = [_port("in0_V", _p(inst, 0), "in"), _port("in1_V", _p(inst, 1), "in"), _port("out0_V", _p(inst, 0, True), "out")]
-        body = f"bnn_mvau #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {_conn('w', 'in1_V')}, {_conn('out', 'out0_V')});"
         lib = ["bnn_mvau.sv", "stream_fifo.sv"]
+        if weights_rom is None:
+            ports = [_port("in0_V", _p(inst, 0), "in"), _port("in1_V", _p(inst, 1), "in"), _port("out0_V", _p(inst, 0, True), "out")]
+            w = _conn("w", "in1_V")
+        else:
+            init, style = weights_rom
+            params.update(WEIGHTS='"rom"', W_INIT=f'"{init}"', W_STYLE=f'"{style}"')
+            ports = [_port("in0_V", _p(inst, 0), "in"), _port("out0_V", _p(inst, 0, True), "out")]
+            w = ".w_tdata('0), .w_tvalid(1'b0), .w_tready()"
+            lib.append("bnn_rom.sv")
+        body = f"bnn_mvau #({_params(params)}) core (.clk(ap_clk), .rst_n(ap_rst_n), {_conn('in', 'in0_V')}, {w}, {_conn('out', 'out0_V')});"
     elif op == "Pool_hls":
         if inst.get_nodeattr("Function") != "MaxPool" or inst.get_input_datatype() != DataType["BINARY"]:
             raise UnsupportedNode(f"{node.name}: only binary max-pool")
@@ -153,9 +164,11 @@ def _params(p: dict) -> str:
     return ", ".join(f".{k}({v})" for k, v in p.items())
 
 
-def project_rtl_unit(node, inst, work: Path) -> NodeUnit:
-    """Write the node's wrapper into ``work`` and describe it as a simulatable unit."""
-    top, text, lib = wrapper_source(node, inst)
+def project_rtl_unit(node, inst, work: Path, hls_op: str | None = None,
+                     weights_rom: tuple[str, str] | None = None) -> NodeUnit:
+    """Write the node's wrapper into ``work`` and describe it as a simulatable unit (``hls_op``,
+    ``weights_rom``: as in ``wrapper_source``)."""
+    top, text, lib = wrapper_source(node, inst, f"{node.name}_bdnn_rtl", hls_op, weights_rom)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     f = work / f"{top}.sv"
@@ -163,9 +176,10 @@ def project_rtl_unit(node, inst, work: Path) -> NodeUnit:
         f.write_text(text)
     intf = inst.get_verilog_top_module_intf_names()
     ins = [axis(n, w) for n, w in intf["s_axis"]]
-    if node.op_type == "MVAU_hls" and len(ins) == 1:  # the weight stream is a port of ours in every mem_mode
-        ins.append(axis("in1_V", _p(inst, 1)))
-    return NodeUnit(node.name, node.op_type.rsplit("_", 1)[0] + "/bdnn_rtl",
+    if (hls_op or node.op_type) == "MVAU_hls":   # the weight stream is a port of ours in every mem_mode ...
+        ins = ins[:1] + ([axis("in1_V", _p(inst, 1))] if weights_rom is None else [])   # ... unless inside
+    kind = (hls_op or node.op_type).rsplit("_", 1)[0] + "/bdnn_rtl"
+    return NodeUnit(node.name, kind,
                     Unit(top=top, files=(*lib, str(f)), inputs=tuple(ins),
                          outputs=tuple(axis(n, w) for n, w in intf["m_axis"]), run_dir=str(work)))
 

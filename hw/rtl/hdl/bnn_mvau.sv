@@ -22,6 +22,11 @@
 // that finishes an output is issued only while the queue has a free place for it (a credit count of
 // registers), so back-pressure never stops a stage: throughput stays one step per cycle.
 //
+// WEIGHTS = "rom": the weights are in the unit (bnn_rom, W_INIT / W_STYLE), read at the step's own
+// address counter and used two cycles later (the input side waits a register for them), so there
+// is no weight stream, handshake or queue: what a weight word queue would cost in LUT RAM (about
+// 0.7 LUT per bit of a word) is a few flip-flops per input lane. The w_* port is then unused.
+//
 // Output beats carry PE accumulators of OUT_BITS each, lane 0 in the low bits (FINN's packing).
 // Weight lane s of PE p is bits (p*SIMD + s)*W_BITS of the weight word.
 module bnn_mvau #(
@@ -34,6 +39,9 @@ module bnn_mvau #(
 	int unsigned  W_BITS = 1,
 	int unsigned  GROUP = 0,            // lanes per leaf sum (0: all SIMD lanes in one leaf)
 	int unsigned  TREE_PER_STAGE = 2,   // adder-tree levels between registers
+	parameter string  WEIGHTS = "stream",   // "stream" (the w_* port) or "rom" (in the unit)
+	parameter string  W_INIT = "",          // rom: the weight words in FINN's stream order (hex)
+	parameter string  W_STYLE = "auto",     // rom: "block", "distributed" or "auto"
 	int unsigned  IN_WIDTH = ((SIMD*IN_BITS+7)/8)*8,
 	int unsigned  W_WIDTH = ((PE*SIMD*W_BITS+7)/8)*8,
 	int unsigned  OUT_WIDTH = ((PE*OUT_BITS+7)/8)*8
@@ -65,7 +73,8 @@ module bnn_mvau #(
 	localparam int unsigned  TREE_REGS = (LEVELS + TPS - 1) / TPS;
 	// issue -> leaves -> tree registers -> accumulator -> queue write; the credit returns two cycles
 	// after the queue write at the earliest (queue count, then the pop)
-	localparam int unsigned  LATENCY = 3 + TREE_REGS;
+	localparam bit  ROM = WEIGHTS == "rom";
+	localparam int unsigned  LATENCY = 3 + TREE_REGS + (ROM ? 1 : 0);
 	localparam int unsigned  OQ = (LATENCY + 2 + SF - 1) / SF + 1;
 	localparam int unsigned  OQ_BITS = $clog2(OQ + 1);
 	// leaf sums: XNOR popcounts are unsigned (one spare bit keeps them signed-safe); terms signed
@@ -75,6 +84,7 @@ module bnn_mvau #(
 		if (MW % SIMD != 0 || MH % PE != 0) $error("bnn_mvau: SIMD must divide MW and PE must divide MH");
 		if (IN_BITS == 1 && W_BITS != 1) $error("bnn_mvau: XNOR mode needs 1-bit weights");
 		if (IN_BITS > 1 && W_BITS > 2) $error("bnn_mvau: the first layer's weights must be INT2 (bipolar narrowed by FINN)");
+		if (WEIGHTS != "stream" && WEIGHTS != "rom") $error("bnn_mvau: WEIGHTS must be \"stream\" or \"rom\"");
 	end
 
 	// ---- issue: counters, credit, input select -----------------------------------------------
@@ -83,9 +93,10 @@ module bnn_mvau #(
 	logic [OQ_BITS-1:0]  outs;          // outputs issued and not yet taken from the queue
 	wire  last_sf = (sf == SF_BITS'(SF-1));
 	wire  room = (outs < OQ_BITS'(OQ));
-	wire  step = w_tvalid && ((nf != 0) || in_tvalid) && (!last_sf || room);
-	assign  in_tready = (nf == 0) && w_tvalid && (!last_sf || room);
-	assign  w_tready = ((nf != 0) || in_tvalid) && (!last_sf || room);
+	wire  w_ok = ROM || w_tvalid;         // the unit's own weights are always there
+	wire  step = w_ok && ((nf != 0) || in_tvalid) && (!last_sf || room);
+	assign  in_tready = (nf == 0) && w_ok && (!last_sf || room);
+	assign  w_tready = !ROM && ((nf != 0) || in_tvalid) && (!last_sf || room);
 	wire  pop = out_tvalid && out_tready;
 
 	logic [SIMD*IN_BITS-1:0]  ibuf [SF];  // the vector's SF beats, replayed for the other folds
@@ -113,6 +124,30 @@ module bnn_mvau #(
 		w0 <= w_tdata[PE*SIMD*W_BITS-1:0];
 	end
 	always_ff @(posedge clk) {first0, last0} <= rst_n ? {sf == 0, last_sf} : 2'b0;
+
+	// what the leaves take: the issue registers, or with the weights in the unit those a register
+	// later, beside the word read at the step's address (bnn_rom: two cycles)
+	logic [SIMD*IN_BITS-1:0]  xl;
+	logic [PE*SIMD*W_BITS-1:0]  wl;
+	logic  vl, firstl, lastl;
+	if (ROM) begin : g_rom
+		localparam int unsigned  WD = SF * NF;
+		localparam int unsigned  WA = WD > 1 ? $clog2(WD) : 1;
+		logic [WA-1:0]  waddr;
+		always_ff @(posedge clk) begin
+			if (!rst_n) waddr <= '0;
+			else if (step) waddr <= (waddr == WA'(WD - 1)) ? '0 : waddr + 1;
+		end
+		bnn_rom #(.WIDTH(PE*SIMD*W_BITS), .DEPTH(WD), .INIT_FILE(W_INIT), .RAM_STYLE(W_STYLE)) rom (
+			.clk, .addr(waddr), .q(wl));
+		always_ff @(posedge clk) xl <= x0;
+		always_ff @(posedge clk) {vl, firstl, lastl} <= rst_n ? {v0, first0, last0} : 3'b0;
+	end
+	else begin : g_stream
+		assign  xl = x0;
+		assign  wl = w0;
+		assign  {vl, firstl, lastl} = {v0, first0, last0};
+	end
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
@@ -172,10 +207,10 @@ module bnn_mvau #(
 			always_ff @(posedge clk) begin
 				for (int unsigned p = 0; p < PE; p++)
 					for (int unsigned k = 0; k < N; k++)
-						node[p][k] <= W'(leaf(x0, w0[p*SIMD*W_BITS +: SIMD*W_BITS], k));
+						node[p][k] <= W'(leaf(xl, wl[p*SIMD*W_BITS +: SIMD*W_BITS], k));
 			end
 			// the stage flags carry a reset: a reset-free chain of them would become an SRL (1.5 ns clock-to-out)
-			always_ff @(posedge clk) {v, first, last} <= rst_n ? {v0, first0, last0} : 3'b0;
+			always_ff @(posedge clk) {v, first, last} <= rst_n ? {vl, firstl, lastl} : 3'b0;
 		end
 		else begin : g_sum
 			localparam int unsigned  PN = (NL + (1 << (l - 1)) - 1) >> (l - 1);   // nodes one level down

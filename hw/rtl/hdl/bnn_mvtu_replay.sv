@@ -108,10 +108,13 @@ module bnn_mvtu_replay #(
 	logic [J_BITS-1:0]  j;
 	logic [1:0]  ob_full;
 
-	wire  j_last = (ox == O_LAST) && (oy == O_LAST) && (b == B_LAST);
-	wire  sf_first = (cf == 0) && (kx == 0) && (ky == 0);
-	wire  sf_last = (cf == C_LAST) && (kx == K_LAST) && (ky == K_LAST);
-	wire  batch_last = j_last && sf_last && (nf == N_LAST);
+	// each loop counter's "at its last value" (and the synapse counters' "at 0") kept as registered
+	// flags beside it, so the step's conditions are ANDs of registers, never counter compares
+	logic  ox_l, oy_l, b_l, cf_l, kx_l, ky_l, nf_l, cf_z, kx_z, ky_z;
+	wire  j_last = ox_l && oy_l && b_l;
+	wire  sf_first = cf_z && kx_z && ky_z;
+	wire  sf_last = cf_l && kx_l && ky_l;
+	wire  batch_last = j_last && sf_last && nf_l;
 	wire  go = ib_full[cbank] && !ob_full[cob] && w_tvalid;
 	assign  w_tready = go && j_last;
 
@@ -229,63 +232,75 @@ module bnn_mvtu_replay #(
 		if (v1 && last1) ob[waddr_ob] <= obits;
 	end
 
-	// ---- drain: output buffer -> 2-entry output queue ----------------------------------------
-	logic  dbank, rd1;
+	// ---- drain: output buffer -> output queue ------------------------------------------------
+	// A read is issued on a registered credit (fewer than DQ beats issued and not yet taken) and a
+	// registered last-address flag, so the consumer's ready and the address compare never meet the
+	// bank switch in one cycle: issue -> obq (the buffer read) -> queue of DQ beats.
+	localparam int unsigned  DQ = 4;
+	logic  dbank, rd1, dlast, dcredit;
 	logic [OA_BITS-1:0]  dcnt;
 	logic [PE-1:0]  obq;
-	logic [PE-1:0]  oq [2];
-	logic [1:0]  oq_n;
+	logic [DQ-1:0]  douts;                   // thermometer: bit i = more than i beats out
 	wire  pop = out_tvalid && out_tready;
-	wire  issue = ob_full[dbank] && (32'(oq_n) + 32'(rd1) - 32'(pop) < 2);
-	wire  issue_last = issue && (dcnt == OA_BITS'(OB_DEPTH - 1));
+	wire  issue = ob_full[dbank] && dcredit;
+	wire  issue_last = issue && dlast;
+	wire [DQ-1:0]  douts_next = issue && !pop ? {douts[DQ-2:0], 1'b1} : !issue && pop ? {1'b0, douts[DQ-1:1]} : douts;
 	always_ff @(posedge clk) begin
 		if (issue) obq <= ob[OA_BITS'(dbank ? OB_DEPTH : 0) + dcnt];
 	end
-	assign  out_tvalid = oq_n != 0;
-	always_comb begin
-		out_tdata = '0;
-		out_tdata[PE-1:0] = oq[0];
-	end
+	logic [$clog2(DQ+1)-1:0]  dq_max, dq_cur;
+	logic  dq_ready;
+	stream_fifo #(.WIDTH(OUT_WIDTH), .DEPTH(DQ), .BITS(PE)) drain_queue (
+		.clk, .rst_n, .limit(($clog2(DQ+1))'(DQ)),
+		.in_tdata(OUT_WIDTH'(obq)), .in_tvalid(rd1), .in_tready(dq_ready),
+		.out_tdata, .out_tvalid, .out_tready,
+		.max_count(dq_max), .cur_count(dq_cur));
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
 			ib_full <= '0;  fbank <= 0;  fcnt <= '0;
 			cbank <= 0;  cob <= 0;  ob_full <= '0;
 			ox <= '0;  oy <= '0;  b <= '0;  cf <= '0;  kx <= '0;  ky <= '0;  nf <= '0;  j <= '0;
-			dbank <= 0;  rd1 <= 0;  dcnt <= '0;  oq_n <= '0;
+			{ox_l, oy_l, b_l, cf_l, kx_l, ky_l, nf_l} <= {O_LAST == 0, O_LAST == 0, B_LAST == 0, C_LAST == 0, K_LAST == 0, K_LAST == 0, N_LAST == 0};
+			{cf_z, kx_z, ky_z} <= 3'b111;
+			dbank <= 0;  rd1 <= 0;  dcnt <= '0;  dlast <= OB_DEPTH == 1;  douts <= '0;  dcredit <= 1'b0;
 		end
 		else begin
 			// fill
 			if (fill) fcnt <= fill_last ? '0 : fcnt + 1;
 			if (fill_last) fbank <= !fbank;
 
-			// stage 0: the loop counters
+			// stage 0: the loop counters (innermost first) and their flags
 			if (go) begin
 				j <= j_last ? '0 : j + 1;
-				if (ox != O_LAST) ox <= ox + 1;
-				else begin
-					ox <= '0;
-					if (oy != O_LAST) oy <= oy + 1;
-					else begin
-						oy <= '0;
-						if (b != B_LAST) b <= b + 1;
-						else begin
-							b <= '0;
-							if (cf != C_LAST) cf <= cf + 1;
-							else begin
-								cf <= '0;
-								if (kx != K_LAST) kx <= kx + 1;
-								else begin
-									kx <= '0;
-									if (ky != K_LAST) ky <= ky + 1;
-									else begin
-										ky <= '0;
-										nf <= (nf == N_LAST) ? '0 : nf + 1;
-									end
-								end
-							end
-						end
-					end
+				ox <= ox_l ? '0 : ox + 1;
+				ox_l <= ox_l ? O_LAST == 0 : ox == O_LAST - 1;
+				if (ox_l) begin
+					oy <= oy_l ? '0 : oy + 1;
+					oy_l <= oy_l ? O_LAST == 0 : oy == O_LAST - 1;
+				end
+				if (ox_l && oy_l) begin
+					b <= b_l ? '0 : b + 1;
+					b_l <= b_l ? B_LAST == 0 : b == B_LAST - 1;
+				end
+				if (j_last) begin
+					cf <= cf_l ? '0 : cf + 1;
+					cf_l <= cf_l ? C_LAST == 0 : cf == C_LAST - 1;
+					cf_z <= cf_l;
+				end
+				if (j_last && cf_l) begin
+					kx <= kx_l ? '0 : kx + 1;
+					kx_l <= kx_l ? K_LAST == 0 : kx == K_LAST - 1;
+					kx_z <= kx_l;
+				end
+				if (j_last && cf_l && kx_l) begin
+					ky <= ky_l ? '0 : ky + 1;
+					ky_l <= ky_l ? K_LAST == 0 : ky == K_LAST - 1;
+					ky_z <= ky_l;
+				end
+				if (j_last && sf_last) begin
+					nf <= nf_l ? '0 : nf + 1;
+					nf_l <= nf_l ? N_LAST == 0 : nf == N_LAST - 1;
 				end
 				if (batch_last) begin cbank <= !cbank;  cob <= !cob; end
 			end
@@ -301,14 +316,13 @@ module bnn_mvtu_replay #(
 
 			// drain
 			rd1 <= issue;
-			if (issue) dcnt <= issue_last ? '0 : dcnt + 1;
-			if (issue_last) dbank <= !dbank;
-			if (pop) oq[0] <= oq[1];
-			if (rd1) begin
-				if (pop) oq[oq_n - 1] <= obq;
-				else oq[oq_n[0]] <= obq;
+			if (issue) begin
+				dcnt <= issue_last ? '0 : dcnt + 1;
+				dlast <= issue_last ? OB_DEPTH == 1 : dcnt == OA_BITS'(OB_DEPTH - 2);
 			end
-			oq_n <= oq_n + 2'(rd1) - 2'(pop);
+			if (issue_last) dbank <= !dbank;
+			douts <= douts_next;
+			dcredit <= !douts_next[DQ-1];
 		end
 	end
 endmodule

@@ -7,14 +7,7 @@
 // Reads are issued on credit: at most QDEPTH words are in flight or queued, counted in a register,
 // so the consumer's ready reaches only the queue's read side, never the memory's address or a
 // word-wide clock enable, and the stream still delivers one word per cycle.
-// RAM_STYLE ("block", "distributed" or "auto") is the placement config's choice, passed to synthesis
-// as the memory's rom_style attribute.
-`ifdef BDNN_YOSYS
-// yosys's LUTRAM cells need a write port: a read-only memory in LUTs is its "logic" style (LUT6 as ROM)
-`define BDNN_LUT_ROM "logic"
-`else
-`define BDNN_LUT_ROM "distributed"
-`endif
+// The memory itself is bnn_rom (two registered read stages).
 module bnn_weight_rom #(
 	int unsigned  WIDTH = 8,
 	int unsigned  DEPTH = 2,
@@ -38,7 +31,7 @@ module bnn_weight_rom #(
 	wire  issue = used < QB'(QDEPTH);
 	wire  pop = out_tvalid && out_tready;
 	logic  v1, v2;
-	logic [WIDTH-1:0]  r1, r2;
+	logic [WIDTH-1:0]  r2;
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
@@ -55,23 +48,8 @@ module bnn_weight_rom #(
 		end
 	end
 
-	// one branch per style: the attribute must be a literal on the memory itself
-	if (RAM_STYLE == "distributed") begin : g_lutram
-		(* rom_style = `BDNN_LUT_ROM *) logic [WIDTH-1:0]  mem [DEPTH];
-		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) r1 <= mem[addr];
-	end
-	else if (RAM_STYLE == "block") begin : g_bram
-		(* rom_style = "block" *) logic [WIDTH-1:0]  mem [DEPTH];
-		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) r1 <= mem[addr];
-	end
-	else begin : g_auto
-		logic [WIDTH-1:0]  mem [DEPTH];
-		initial $readmemh(INIT_FILE, mem);
-		always_ff @(posedge clk) r1 <= mem[addr];
-	end
-	always_ff @(posedge clk) r2 <= r1;
+	bnn_rom #(.WIDTH(WIDTH), .DEPTH(DEPTH), .INIT_FILE(INIT_FILE), .RAM_STYLE(RAM_STYLE)) rom (
+		.clk, .addr, .q(r2));
 
 	logic  q_ready;
 	logic [QB-1:0]  q_max, q_cur;

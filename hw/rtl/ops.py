@@ -244,13 +244,17 @@ class ConvolutionInputGenerator_bdnn_rtl(_ProjectRTL, ConvolutionInputGenerator_
         return bram18_for(sh.simd * sh.bits, sh.depth) if swg_in_block_ram(self, sh) else 0
 
     def lut_estimation(self, fpgapart):
-        """Counters, lag and address registers (~70 LUT), the output queue (~6 per data bit), the
-        buffer as LUT RAM unless it is in block RAM."""
+        """Fitted to yosys on the eight SWG shapes of bdnn4-hw's PYNQ-Z2 design (bench_timing.py
+        --swg, within 16 %): control and queue, per data bit of a beat, and for LUT RAM buffers per
+        bit of each 64-row bank and per bank (write select, registered output, the bank choice)."""
         from .wrappers import swg_in_block_ram
         sh = self._shape()
-        bits = sh.simd * sh.bits
-        buf = 0 if swg_in_block_ram(self, sh) else lutram_luts(bits, sh.depth)
-        return int(70 + 6 * bits + buf)
+        bits, banks = sh.simd * sh.bits, -(-sh.depth // 64)
+        ultrascale = fpgapart.lower().startswith("xczu")
+        if swg_in_block_ram(self, sh):
+            return int(158 + (0.71 if ultrascale else 0.54) * bits)
+        c0, cb, cbank, cnb = (129, 7.89, 0.75, 9.83) if ultrascale else (138, 2.94, 1.69, 4.84)
+        return int(c0 + cb * bits + cbank * banks * bits + (cnb * banks if sh.depth > 128 else 0))
 
     def uram_estimation(self, fpgapart):
         return 0

@@ -249,3 +249,19 @@ def test_probe_ports_start_and_end_no_path():
     without = analyze(_netlist(cells, ports), 100.0, "xc7", ignore_ports=PROBE_PORTS)
     assert with_probe.worst["end"] == "port e7_max[0]" and with_probe.worst["levels"] == 1
     assert without.worst["end"] == "f/D (D)" and without.worst["levels"] == 0
+
+
+def test_probe_ports_and_their_logic_are_not_synthesized(tmp_path):
+    """The probes' own logic (a FIFO's high-water register) is not hardware: dropped ports take it
+    along, so neither the counts nor the timing estimate see it; the data path stays."""
+    from bdnn_hw.rtl.stitch import PROBE_PORT_GLOBS, PROBE_PORTS
+    from bdnn_hw.rtlsim.synth import synthesize
+    (tmp_path / "t.sv").write_text(
+        "module t (input logic clk, input logic [7:0] d, output logic [7:0] q, output logic [31:0] e7_max);\n"
+        "  logic [31:0] hw;\n  always_ff @(posedge clk) begin q <= d; if (32'(d) > hw) hw <= 32'(d); end\n"
+        "  assign e7_max = hw;\nendmodule\n")
+    kept = synthesize("t", [str(tmp_path / "t.sv")], str(tmp_path), clock_mhz=100.0, timing_ignore_ports=PROBE_PORTS)
+    dropped = synthesize("t", [str(tmp_path / "t.sv")], str(tmp_path), clock_mhz=100.0, timing_ignore_ports=PROBE_PORTS,
+                         drop_ports=PROBE_PORT_GLOBS)
+    assert kept["ff"] == 8 + 8 and kept["lut"] > 0          # q, and the 8 bits the high-water mark can take
+    assert dropped["ff"] == 8 and dropped["timing"]["worst"]["levels"] == 0

@@ -205,9 +205,9 @@ def run_stitched(fe, bdir: Path, board, crops: np.ndarray, source: str, synth: b
     else:
         t0 = time.perf_counter()
         try:
-            from ..rtl.stitch import PROBE_PORTS
+            from ..rtl.stitch import PROBE_PORT_GLOBS, PROBE_PORTS
             r = synthesize(design.top, design.files, str(design.run_dir), timeout=4 * 3600, family=board.synth_family,
-                           clock_mhz=board.fclk_mhz, timing_ignore_ports=PROBE_PORTS)
+                           clock_mhz=board.fclk_mhz, timing_ignore_ports=PROBE_PORTS, drop_ports=PROBE_PORT_GLOBS)
             whole = {"ran": True, "tool": yosys_version(), "family": r["family"],
                      **({"family_note": r["family_note"]} if "family_note" in r else {}),
                      **{k: r[k] for k in ("lut", "lut_logic", "lutram", "ff", "bram36", "dsp")},

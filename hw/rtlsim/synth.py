@@ -97,7 +97,7 @@ _FALLBACK_ERRORS = ("invalid OPTION_ABITS/WIDTH combination",)
 
 def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: int = 1800,
                family: str = FAMILY, hierarchy: bool = False, clock_mhz: float | None = None,
-               timing_ignore_ports: str | None = None) -> dict:
+               timing_ignore_ports: str | None = None, drop_ports: tuple[str, ...] = ()) -> dict:
     """Synthesize one unit for ``family`` (synth_xilinx's: xc7, xcup, ...); returns the counts (see
     ``count_cells``) and the family they were counted in, cached by content. A known yosys mapping
     failure of ``family`` falls back to ``FALLBACK_FAMILY`` with the reason in ``family_note``.
@@ -107,14 +107,17 @@ def synthesize(top: str, files: list[str], run_dir: str | None = None, timeout: 
     instance in ``top``, its submodules included, by instance name.
 
     ``clock_mhz``: also write the mapped netlist and add ``timing``, the pre-route path analysis of
-    it at that clock (``bdnn_hw.timing``: the worst paths, levels, estimated Fmax)."""
+    it at that clock (``bdnn_hw.timing``: the worst paths, levels, estimated Fmax).
+
+    ``drop_ports``: globs of ``top``'s ports that are not hardware (simulation probes): they stop
+    being ports before synthesis, so the logic only they use is removed and not counted."""
     try:
-        return _synthesize(top, files, run_dir, timeout, family, hierarchy, clock_mhz, timing_ignore_ports)
+        return _synthesize(top, files, run_dir, timeout, family, hierarchy, clock_mhz, timing_ignore_ports, drop_ports)
     except SynthError as e:
         fb = FALLBACK_FAMILY.get(family)
         if fb is None or not any(m in str(e) for m in _FALLBACK_ERRORS):
             raise
-        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy, clock_mhz, timing_ignore_ports)
+        res = _synthesize(top, files, run_dir, timeout, fb, hierarchy, clock_mhz, timing_ignore_ports, drop_ports)
         return {**res, "family_note": f"-family {family} failed ({str(e).splitlines()[-1][:160]}); counted as {fb}"}
 
 
@@ -145,13 +148,14 @@ def instance_counts(modules: dict, top: str) -> tuple[dict, dict[str, dict]]:
 
 
 def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, family: str,
-                hierarchy: bool = False, clock_mhz: float | None = None, timing_ignore_ports: str | None = None) -> dict:
+                hierarchy: bool = False, clock_mhz: float | None = None, timing_ignore_ports: str | None = None,
+                drop_ports: tuple[str, ...] = ()) -> dict:
     with tempfile.TemporaryDirectory(prefix="bdnn_yosys_") as t:
         t = Path(t)
         names = _stage(list(files), run_dir, t)
         h = hashlib.sha256(json.dumps([top, family, names] + (["hierarchy"] if hierarchy else [])
                                       + ([f"timing@{clock_mhz:g}", _timing_version(), timing_ignore_ports or ""]
-                                         if clock_mhz else [])).encode())
+                                         if clock_mhz else []) + (["drop", *drop_ports] if drop_ports else [])).encode())
         for p in sorted(t.iterdir()):
             h.update(p.name.encode())
             h.update(p.read_bytes())
@@ -160,8 +164,9 @@ def _synthesize(top: str, files: list[str], run_dir: str | None, timeout: int, f
         if cached.exists():
             return json.loads(cached.read_text())
         keep = "--best-effort-hierarchy " if hierarchy else ""
+        drop = f"delete -port {' '.join(f'{top}/w:{g}' for g in drop_ports)}; " if drop_ports else ""
         script = (f"read_slang -j 1 -D BDNN_YOSYS --ignore-assertions --allow-use-before-declare {keep}{' '.join(names)} --top {top}; "
-                  f"synth_xilinx {'' if hierarchy else '-flatten '}-family {family} -noiopad -top {top}; tee -q -o stat.json stat -json"
+                  f"{drop}synth_xilinx {'' if hierarchy else '-flatten '}-family {family} -noiopad -top {top}; tee -q -o stat.json stat -json"
                   + ("; write_json netlist.json" if clock_mhz else ""))
         p = subprocess.run([*yosys_cmd(), "-q", "-p", script], cwd=t, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0 or not (t / "stat.json").exists():

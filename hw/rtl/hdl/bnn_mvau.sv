@@ -23,7 +23,7 @@
 // registers), so back-pressure never stops a stage: throughput stays one step per cycle.
 //
 // WEIGHTS = "rom": the weights are in the unit (bnn_rom, W_INIT / W_STYLE), read at the step's own
-// address counter and used two cycles later (the input side waits a register for them), so there
+// address counter and used three cycles later (the input side waits two registers), so there
 // is no weight stream, handshake or queue: what a weight word queue would cost in LUT RAM (about
 // 0.7 LUT per bit of a word) is a few flip-flops per input lane. The w_* port is then unused.
 //
@@ -74,7 +74,7 @@ module bnn_mvau #(
 	// issue -> leaves -> tree registers -> accumulator -> queue write; the credit returns two cycles
 	// after the queue write at the earliest (queue count, then the pop)
 	localparam bit  ROM = WEIGHTS == "rom";
-	localparam int unsigned  LATENCY = 3 + TREE_REGS + (ROM ? 1 : 0);
+	localparam int unsigned  LATENCY = 3 + TREE_REGS + (ROM ? 2 : 0);
 	localparam int unsigned  OQ = (LATENCY + 2 + SF - 1) / SF + 1;
 	localparam int unsigned  OQ_BITS = $clog2(OQ + 1);
 	// leaf sums: XNOR popcounts are unsigned (one spare bit keeps them signed-safe); terms signed
@@ -125,8 +125,8 @@ module bnn_mvau #(
 	end
 	always_ff @(posedge clk) {first0, last0} <= rst_n ? {sf == 0, last_sf} : 2'b0;
 
-	// what the leaves take: the issue registers, or with the weights in the unit those a register
-	// later, beside the word read at the step's address (bnn_rom: two cycles)
+	// what the leaves take: the issue registers, or with the weights in the unit those two registers
+	// later, beside the word read at the step's address (bnn_rom: three cycles)
 	logic [SIMD*IN_BITS-1:0]  xl;
 	logic [PE*SIMD*W_BITS-1:0]  wl;
 	logic  vl, firstl, lastl;
@@ -140,8 +140,10 @@ module bnn_mvau #(
 		end
 		bnn_rom #(.WIDTH(PE*SIMD*W_BITS), .DEPTH(WD), .INIT_FILE(W_INIT), .RAM_STYLE(W_STYLE)) rom (
 			.clk, .addr(waddr), .q(wl));
-		always_ff @(posedge clk) xl <= x0;
-		always_ff @(posedge clk) {vl, firstl, lastl} <= rst_n ? {v0, first0, last0} : 3'b0;
+		logic [SIMD*IN_BITS-1:0]  x1;
+		logic  v1, first1, last1;
+		always_ff @(posedge clk) {xl, x1} <= {x1, x0};
+		always_ff @(posedge clk) {vl, firstl, lastl, v1, first1, last1} <= rst_n ? {v1, first1, last1, v0, first0, last0} : 6'b0;
 	end
 	else begin : g_stream
 		assign  xl = x0;

@@ -3,7 +3,7 @@
 //
 // Unlike FINN's memstream (an AXI-lite-writable memory with a multi-stage output pipeline, which
 // costs several word-wide registers per layer), this is a read-only memory:
-//   address register -> memory read register -> output register (block RAM's DO_REG) -> queue.
+//   address register -> bnn_rom (address copy, read register, output register) -> queue.
 // Reads are issued on credit: at most QDEPTH words are in flight or queued, counted in a register,
 // so the consumer's ready reaches only the queue's read side, never the memory's address or a
 // word-wide clock enable, and the stream still delivers one word per cycle.
@@ -22,29 +22,27 @@ module bnn_weight_rom #(
 	input	logic  out_tready
 );
 	localparam int unsigned  A = DEPTH > 1 ? $clog2(DEPTH) : 1;
-	// a read is in flight for two cycles, the queue shows it a cycle later and a pop frees its
-	// credit the cycle after: four credits keep one word per cycle flowing
-	localparam int unsigned  QDEPTH = 4;
+	// a read is in flight for three cycles, the queue shows it a cycle later and a pop frees its
+	// credit the cycle after: five credits keep one word per cycle flowing
+	localparam int unsigned  QDEPTH = 5;
 	localparam int unsigned  QB = $clog2(QDEPTH + 1);
 	logic [A-1:0]  addr;
 	logic [QB-1:0]  used;
 	wire  issue = used < QB'(QDEPTH);
 	wire  pop = out_tvalid && out_tready;
-	logic  v1, v2;
+	logic  v1, v2, v3;
 	logic [WIDTH-1:0]  r2;
 
 	always_ff @(posedge clk) begin
 		if (!rst_n) begin
 			addr <= '0;
 			used <= '0;
-			v1 <= 1'b0;
-			v2 <= 1'b0;
+			{v1, v2, v3} <= 3'b0;
 		end
 		else begin
 			if (issue) addr <= (addr == A'(DEPTH-1)) ? '0 : addr + 1;
 			used <= used + QB'(issue) - QB'(pop);
-			v1 <= issue;
-			v2 <= v1;
+			{v1, v2, v3} <= {issue, v1, v2};
 		end
 	end
 
@@ -55,7 +53,7 @@ module bnn_weight_rom #(
 	logic [QB-1:0]  q_max, q_cur;
 	stream_fifo #(.WIDTH(WIDTH), .DEPTH(QDEPTH)) queue (
 		.clk, .rst_n, .limit(QB'(QDEPTH)),
-		.in_tdata(r2), .in_tvalid(v2), .in_tready(q_ready),
+		.in_tdata(r2), .in_tvalid(v3), .in_tready(q_ready),
 		.out_tdata, .out_tvalid, .out_tready,
 		.max_count(q_max), .cur_count(q_cur));
 endmodule

@@ -48,7 +48,10 @@ if [ -d "$xilinx/Vivado/$version" ]; then
   done
   say "Xilinx: $found: the Vivado stages run"
 else
-  others="$(ls "$xilinx/Vivado" 2>/dev/null | tr '\n' ' ' || true)"; others="${others% }"
+  others=""
+  for v in "$xilinx"/Vivado/*/; do
+    if [ -d "$v" ]; then others="${others:+$others }$(basename "$v")"; fi
+  done
   say "Xilinx: no Vivado $version under $xilinx${others:+ (it has Vivado $others)} (set XILINX_ROOT / XILINX_VERSION): the Vivado stages are skipped"
 fi
 

@@ -227,7 +227,7 @@ def test_errors_share_one_base_class():
     from bdnn.perturb import PerturbError
     from bdnn.ship import ShipError
     from bdnn.teacher import TeacherError
-    from bdnn.train import CheckpointError
+    from bdnn.checkpoint import CheckpointError
     for cls in (ArtifactError, BackendError, DataError, ImageError, CheckpointError, MissingExtraError, VideoError,
                 ConfigError, PerturbError, ShipError, TeacherError):
         assert issubclass(cls, BdnnError), cls

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bdnn.train import CheckpointError, TrainConfig, load_checkpoint, loss_fn, train
+from bdnn.checkpoint import CheckpointError, load_checkpoint
+from bdnn.train import TrainConfig, loss_fn, train
 
 TINY = dict(arch="bdnn2", epochs=3, batch_size=8, max_train_batches=2, max_eval_faces=12, eval_batch=64,
             lr=1e-3, fast=False, seed=3)

@@ -119,7 +119,7 @@ def _used_epoch(checkpoint: Path, run: Path) -> int | None:
     """The epoch of ``run`` a checkpoint holds: read from it, or, for a best.pt that stayed on a
     device, the best epoch recorded in the run's model.npz."""
     if checkpoint.exists():
-        from .train import load_checkpoint
+        from .checkpoint import load_checkpoint
         return load_checkpoint(checkpoint)["epoch"] + 1
     if checkpoint.name == "best.pt" and (run / MODEL_FILE).is_file():
         return load(run / MODEL_FILE).meta.get("epoch")

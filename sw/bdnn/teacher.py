@@ -85,7 +85,7 @@ def _from_npz(path: Path) -> TeacherVGG:
 def load_teacher(where) -> TeacherVGG:
     """A teacher from a shipped folder or file (``teacher.npz``), a training run folder (its
     ``best.pt``) or a checkpoint file; in eval mode."""
-    from .train import CheckpointError, load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint
     p = Path(where)
     if p.is_dir():
         if (p / TEACHER_FILE).is_file():

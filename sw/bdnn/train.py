@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -25,21 +24,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .arch import get_arch, is_teacher
+from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from .artifact import load as load_artifact
 from .config import TrainConfig, check_config, robust_names
 from .contract import MODEL_CARD_FILE, MODEL_FILE, START_CARD_FILE
 from .data import CLASS_NAMES, FER2013, load_fer2013
-from .errors import BdnnError
 from .nn import BDNN, from_artifact, named_layers, predict_scores, save_artifact
 from .perturb import robust_augment
 from .preprocess import CROP_OFFSETS, CROP_SIZE, FACE_SIZE, five_crops
-
-CHECKPOINT_FORMAT = "bdnn-checkpoint-v1"
-
-
-class CheckpointError(BdnnError, RuntimeError):
-    """A missing, corrupt or mismatched training checkpoint."""
-
 
 # -- losses ------------------------------------------------------------------------------------
 def loss_fn(name: str, scores: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -129,27 +121,6 @@ def accuracies(scores5: np.ndarray, labels: np.ndarray) -> dict:
         "acc_fivecrop_mean": float((combine_scores(scores5, "mean").argmax(1) == labels).mean()),
         "acc_fivecrop_vote": float((combine_scores(scores5, "vote").argmax(1) == labels).mean()),
     }
-
-
-# -- checkpoints ----------------------------------------------------------------------------
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write a temp file, then rename over the target."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a BDNN training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return state
 
 
 # A shipped model keeps only the signs of its latent weights. A warm start from one gives every latent

@@ -115,13 +115,10 @@ def test_the_reference_orders_are_finns(sh):
                          ids=["lutram", "banked"])
 def test_the_ops_lut_model_is_within_20_percent_of_yosys(sh, tmp_path):
     """What the --rtl-only folding search prices a generator at, against yosys on the same unit."""
-    from qonnx.custom_op.registry import getCustomOp
-    from bdnn_hw.rtl.ops import DOMAIN
+    from bdnn_hw.rtl.ops import project_lut_estimate
     from bdnn_hw.rtl.swg import hdl_files, wrapper_source
     from bdnn_hw.rtlsim.synth import synthesize
     (tmp_path / "top.sv").write_text(wrapper_source(sh, "swg_top"))
     got = synthesize("swg_top", [*hdl_files(), str(tmp_path / "top.sv")], str(tmp_path), family="xc7")["lut"]
-    n, _ = finn_swg_node(sh)
-    n.op_type, n.domain = "ConvolutionInputGenerator_bdnn_rtl", DOMAIN
-    est = getCustomOp(n).lut_estimation("xc7z020clg400-1")
+    est = project_lut_estimate(finn_swg_node(sh)[0], "xc7z020clg400-1")
     assert abs(est - got) <= 0.2 * got, (est, got)

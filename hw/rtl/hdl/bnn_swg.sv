@@ -116,14 +116,7 @@ module bnn_swg #(
 		endcase
 	endfunction
 	function automatic logic signed [A+1:0] stepm_of(input logic f0, f1, f2, fx, fy);
-		unique casez ({f0, f1, f2, fx, fy})
-			5'b0????: return (A+2)'(longint'(R0) - D);
-			5'b10???: return (A+2)'(longint'(R1) - D);
-			5'b110??: return (A+2)'(longint'(R2) - D);
-			5'b1110?: return (A+2)'(longint'(RX) - D);
-			5'b11110: return (A+2)'(longint'(RY) - D);
-			default:  return (A+2)'(longint'(RF) - D);
-		endcase
+		return (A+2)'(longint'(step_of(f0, f1, f2, fx, fy)) - D);
 	endfunction
 	logic [A-1:0]  step_r;
 	logic signed [A+1:0]  step_m;                  // step_r - D
